@@ -1,0 +1,263 @@
+"""YOLOv4 loss (loc / conf / cls) with an optional focal objectness term, plus upstream's
+training helpers ``weights_init``, ``get_lr_scheduler`` and ``set_optimizer_lr``.
+
+The loss is vectorized: target assignment is a scatter over all boxes of the batch, with no
+Python loop over boxes and no host synchronisation, so it runs on the input's device.
+"""
+import math
+from functools import partial
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from nets.focal_loss import focal_modulation
+from utils.boxes import aligned_ciou, aligned_siou, box_area, box_iou, cxcywh_to_xyxy, wh_iou
+
+IOU_FUNCTIONS = {"ciou": aligned_ciou, "siou": aligned_siou}
+
+
+class YOLOLoss(nn.Module):
+    """Loss of one output level.
+
+    Args:
+        anchors: ``(9, 2)`` anchor sizes ``(w, h)`` in input pixels.
+        input_shape: ``(h, w)`` of the network input.
+        cuda: accepted for upstream compatibility; tensors always follow the input's device.
+        anchors_mask: anchor indices per level, level 0 = stride 32.
+        label_smoothing: class target becomes ``y * (1 - ls) + ls / num_classes``.
+        focal_loss, alpha, gamma: multiply each objectness BCE by ``alpha_t * (1 - p_t) ** gamma``.
+        iou_type: ``'ciou'`` or ``'siou'`` for the box term.
+    """
+
+    def __init__(self, anchors, num_classes, input_shape, cuda=None, anchors_mask=[[6, 7, 8], [3, 4, 5], [0, 1, 2]],
+                 label_smoothing=0, focal_loss=False, alpha=0.25, gamma=2, iou_type="ciou"):
+        super().__init__()
+        if iou_type not in IOU_FUNCTIONS:
+            raise ValueError(f"iou_type must be one of {sorted(IOU_FUNCTIONS)}, got {iou_type!r}")
+        anchors = torch.as_tensor(np.asarray(anchors, dtype=np.float32).reshape(-1, 2))
+        self.register_buffer("anchors", anchors, persistent=False)
+        self.num_classes = num_classes
+        self.bbox_attrs = 5 + num_classes
+        self.input_shape = tuple(input_shape)
+        self.anchors_mask = [list(m) for m in anchors_mask]
+        self.label_smoothing = float(label_smoothing)
+        self.iou_fn = IOU_FUNCTIONS[iou_type]
+
+        self.balance = [0.4, 1.0, 4.0]
+        self.box_ratio = 0.05
+        self.obj_ratio = 5 * (self.input_shape[0] * self.input_shape[1]) / (416 ** 2)
+        self.cls_ratio = num_classes / 80
+        self.focal_loss = focal_loss
+        self.focal_loss_ratio = 10
+        self.alpha = alpha
+        self.gamma = gamma
+        self.ignore_threshold = 0.5
+
+    def forward(self, l, input, targets=None):
+        """Scalar loss of level ``l`` for raw head output ``input: (B, A*(5+C), H, W)``."""
+        return self.forward_with_terms(l, input, targets)[0]
+
+    def forward_with_terms(self, l, input, targets=None):
+        """Returns ``(loss, terms)``; ``terms`` maps loc / conf / cls to their detached weighted parts."""
+        B, _, H, W = input.shape
+        A = len(self.anchors_mask[l])
+        # (B, A*(5+C), H, W) -> (B, A, 5+C, H, W): channels are sliced in place, never permuted.
+        pred = input.float().view(B, A, self.bbox_attrs, H, W)
+        anchors = self.anchors.to(input.device)[self.anchors_mask[l]] * torch.tensor(
+            [W / self.input_shape[1], H / self.input_shape[0]], device=input.device)      # (A, 2) grid units
+        targets = list(targets) if targets is not None else []
+        targets += [input.new_zeros((0, 5))] * (B - len(targets))
+        counts = [len(t) for t in targets]
+        boxes_gt = torch.cat([t.to(input.device, torch.float32) for t in targets])      # (N, 5)
+        img = torch.repeat_interleave(torch.arange(B), torch.tensor(counts)).to(input.device)
+        grid_scale = torch.tensor([W, H, W, H], device=input.device, dtype=torch.float32)
+        boxes_gt = torch.cat([boxes_gt[:, :4] * grid_scale, boxes_gt[:, 4:]], 1)        # box in grid units
+
+        pos = self._assign(l, boxes_gt, img, B, A, H, W)
+        with torch.no_grad():
+            ignored = self._ignored(self._decode_xyxy(pred, anchors), boxes_gt, img, counts) & ~pos["obj"]
+        loss_conf = self._conf_loss(pred[:, :, 4], pos["obj"], ~ignored)
+
+        # Box and class terms over the positives, gathered per box (N of them, `winner` masks).
+        b, k, gj, gi = pos["index"]
+        w = pos["winner"].float()
+        n_pos = w.sum()
+        p = pred[b, k, :, gj, gi]                                                       # (N, 5+C)
+        box_pred = torch.stack([torch.sigmoid(p[:, 0]) + gi, torch.sigmoid(p[:, 1]) + gj,
+                                torch.exp(p[:, 2]) * anchors[k, 0], torch.exp(p[:, 3]) * anchors[k, 1]], 1)
+        iou = self.iou_fn(box_pred, boxes_gt[:, :4])
+        loss_loc = ((1 - iou) * w).sum() / n_pos.clamp(min=1)
+        cls_target = F.one_hot(boxes_gt[:, 4].long(), self.num_classes).float()
+        cls_target = cls_target * (1 - self.label_smoothing) + self.label_smoothing / self.num_classes
+        cls_bce = F.binary_cross_entropy_with_logits(p[:, 5:], cls_target, reduction="none")
+        loss_cls = (cls_bce * w[:, None]).sum() / (n_pos * self.num_classes).clamp(min=1)
+
+        loc = loss_loc * self.box_ratio
+        cls = loss_cls * self.cls_ratio
+        conf = loss_conf * self.balance[l] * self.obj_ratio
+        return loc + cls + conf, {"loc": loc.detach(), "conf": conf.detach(), "cls": cls.detach()}
+
+    def _conf_loss(self, obj_logits, obj_target, counted):
+        """Mean (focal) BCE of objectness over the counted cells (positives and non-ignored)."""
+        bce = F.binary_cross_entropy_with_logits(obj_logits, obj_target.float(), reduction="none")
+        if self.focal_loss:
+            bce = bce * focal_modulation(obj_logits, obj_target, self.alpha, self.gamma) * self.focal_loss_ratio
+        counted = counted.float()
+        return (bce * counted).sum() / counted.sum().clamp(min=1)
+
+    @staticmethod
+    def _decode_xyxy(pred, anchors):
+        """Predicted boxes of every cell in grid units as ``x1, y1, x2, y2, area``: ``(B, A, H, W, 5)``."""
+        _, _, _, H, W = pred.shape
+        gx = torch.arange(W, device=pred.device, dtype=pred.dtype)
+        gy = torch.arange(H, device=pred.device, dtype=pred.dtype)[:, None]
+        cx = torch.sigmoid(pred[:, :, 0]) + gx
+        cy = torch.sigmoid(pred[:, :, 1]) + gy
+        half_w = torch.exp(pred[:, :, 2]) * (anchors[:, 0, None, None] / 2)
+        half_h = torch.exp(pred[:, :, 3]) * (anchors[:, 1, None, None] / 2)
+        return torch.stack([cx - half_w, cy - half_h, cx + half_w, cy + half_h, 4 * half_w * half_h], dim=-1)
+
+    def _assign(self, l, boxes_gt, img, B, A, H, W):
+        """Positives of level ``l``.
+
+        ``boxes_gt``: ``(N, 5)`` all boxes of the batch in grid units (cx, cy, w, h, class), ``img``:
+        ``(N,)`` their image. Each box takes the best of all anchors by shape IoU; if that anchor is
+        on this level, the cell holding the box centre becomes positive for it. Of boxes claiming
+        the same image/anchor/cell, the later one in its image's list wins. Returns per box its
+        cell ``index = (b, k, gj, gi)`` and ``winner`` (it is a positive), and the ``(B, A, H, W)``
+        positive map ``obj``.
+        """
+        device, N = boxes_gt.device, len(boxes_gt)
+        input_wh = torch.tensor(self.input_shape[::-1], device=device, dtype=torch.float32)
+        box_wh = boxes_gt[:, 2:4] / torch.tensor([W, H], device=device) * input_wh        # pixels
+        best = wh_iou(box_wh, self.anchors.to(device)).argmax(1)                          # (N,)
+        match = best[:, None] == torch.tensor(self.anchors_mask[l], device=device)        # (N, A)
+        in_level = match.any(1)
+        k = match.int().argmax(1)
+        gi = boxes_gt[:, 0].floor().long().clamp(0, W - 1)
+        gj = boxes_gt[:, 1].floor().long().clamp(0, H - 1)
+
+        # Linear cell index; boxes of other levels go to a discarded slot M.
+        M = B * A * H * W
+        cell = torch.where(in_level, ((img * A + k) * H + gj) * W + gi, M)
+        order = torch.arange(N, device=device)
+        last = torch.full((M + 1,), -1, device=device, dtype=torch.long).scatter_reduce(0, cell, order, "amax")
+        winner = in_level & (last[cell] == order)
+        obj = torch.zeros(M + 1, dtype=torch.bool, device=device)
+        obj[torch.where(winner, cell, M)] = True
+        return {"obj": obj[:M].view(B, A, H, W), "winner": winner, "index": (img, k, gj, gi)}
+
+    def _ignored(self, pred, boxes_gt, img, counts):
+        """``(B, A, H, W)`` bool: the prediction overlaps a box of its image with IoU > threshold.
+
+        ``pred``: corners and area ``(B, A, H, W, 5)``; ``boxes_gt``: ``(N, 5)`` in grid units;
+        ``img``: ``(N,)`` image of each box; ``counts``: boxes per image (Python ints).
+        """
+        B, A, H, W, _ = pred.shape
+        gt = cxcywh_to_xyxy(boxes_gt[:, :4])                                             # (N, 4)
+        if len(gt) == 0:
+            return torch.zeros(pred.shape[:4], dtype=torch.bool, device=pred.device)
+        if pred.is_cuda or self.ignore_threshold < 0.5:   # the sparse search is exact only from 0.5 up
+            return self._ignored_dense(pred, gt, counts)
+        return self._ignored_sparse(pred.view(-1, 5), gt, img, A, H, W).view(B, A, H, W)
+
+    def _ignored_dense(self, pred, gt, counts):
+        """``_ignored`` testing all prediction/box pairs of each image at once (for CUDA)."""
+        B, A, H, W, _ = pred.shape
+        # Zero-size padding boxes have IoU 0 with everything, so they need no mask.
+        per_image = torch.nn.utils.rnn.pad_sequence(torch.split(gt, counts), batch_first=True)  # (B, n, 4)
+        iou = box_iou(per_image, pred[..., :4].reshape(B, -1, 4))                        # (B, n, A*H*W)
+        return (iou > self.ignore_threshold).any(1).view(B, A, H, W)
+
+    def _ignored_sparse(self, pred, gt, img, A, H, W):
+        """``_ignored`` for the CPU, testing only the pairs that can exceed IoU 0.5.
+
+        ``pred``: ``(B*A*H*W, 5)`` corners and area, ``gt``: ``(G, 4)`` corners, ``img``: ``(G,)``.
+        IoU > 0.5 implies the predicted centre lies inside the box (otherwise at most half of the
+        prediction overlaps it, which caps IoU at 0.5), and a predicted centre lies in its own
+        cell, so only the cells a box touches are candidates. Data-dependent shapes cost nothing
+        on the CPU, where testing all pairs is memory-bound; CUDA tests all pairs, which needs
+        no host synchronisation. Returns ``(B*A*H*W,)`` bool.
+        """
+        # Cells i with i <= x2 and i + 1 >= x1 (closed: a centre may round onto a cell edge).
+        c0 = (gt[:, 0].ceil().long() - 1).clamp(0, W - 1)
+        c1 = gt[:, 2].floor().long().clamp(0, W - 1)
+        r0 = (gt[:, 1].ceil().long() - 1).clamp(0, H - 1)
+        r1 = gt[:, 3].floor().long().clamp(0, H - 1)
+        ncols = (c1 - c0 + 1).clamp(min=0)
+        sizes = ncols * (r1 - r0 + 1).clamp(min=0)                                      # cells per box
+        box = torch.repeat_interleave(torch.arange(len(gt), device=gt.device), sizes)   # (K,) box of each cell
+        first_cell = (img * A * H + r0) * W + c0                                         # (G,) flat, anchor 0
+        offset = torch.arange(len(box), device=gt.device) - (sizes.cumsum(0) - sizes)[box]
+        ncols = ncols[box]
+        cell = first_cell[box] + (offset // ncols) * W + offset % ncols
+        cells = (cell[:, None] + torch.arange(A, device=gt.device) * (H * W)).view(-1)    # (K*A,)
+        px1, py1, px2, py2, parea = pred.index_select(0, cells).view(-1, A, 5).unbind(-1)  # each (K, A)
+        gx1, gy1, gx2, gy2 = gt[box].t()[:, :, None]                                    # each (K, 1)
+        inter = torch.minimum(px2, gx2).sub_(torch.maximum(px1, gx1)).clamp_(min=0)
+        inter *= torch.minimum(py2, gy2).sub_(torch.maximum(py1, gy1))  # negative height -> no overlap
+        # IoU > t  <=>  inter * (1 + t) / t > area_p + area_g   (no division by a zero union)
+        t = self.ignore_threshold
+        hit = inter.mul_((1 + t) / t) > parea + (gx2 - gx1) * (gy2 - gy1)
+        ignored = torch.zeros(len(pred), dtype=torch.bool, device=gt.device)
+        ignored[cells[hit.view(-1)]] = True
+        return ignored
+
+
+def weights_init(net, init_type="normal", init_gain=0.02):
+    """Initialise conv weights (normal / xavier / kaiming / orthogonal) and BN, as upstream."""
+    def init_func(m):
+        classname = m.__class__.__name__
+        if hasattr(m, "weight") and classname.find("Conv") != -1:
+            if init_type == "normal":
+                torch.nn.init.normal_(m.weight.data, 0.0, init_gain)
+            elif init_type == "xavier":
+                torch.nn.init.xavier_normal_(m.weight.data, gain=init_gain)
+            elif init_type == "kaiming":
+                torch.nn.init.kaiming_normal_(m.weight.data, a=0, mode="fan_in")
+            elif init_type == "orthogonal":
+                torch.nn.init.orthogonal_(m.weight.data, gain=init_gain)
+            else:
+                raise NotImplementedError(f"initialization method [{init_type}] is not implemented")
+        elif classname.find("BatchNorm2d") != -1:
+            torch.nn.init.normal_(m.weight.data, 1.0, 0.02)
+            torch.nn.init.constant_(m.bias.data, 0.0)
+    print(f"initialize network with {init_type} type")
+    net.apply(init_func)
+
+
+def _warm_cos_lr(lr, min_lr, total_iters, warmup_total_iters, warmup_lr_start, no_aug_iter, iters):
+    if iters <= warmup_total_iters:
+        return (lr - warmup_lr_start) * pow(iters / float(warmup_total_iters), 2) + warmup_lr_start
+    if iters >= total_iters - no_aug_iter:
+        return min_lr
+    progress = (iters - warmup_total_iters) / (total_iters - warmup_total_iters - no_aug_iter)
+    return min_lr + 0.5 * (lr - min_lr) * (1.0 + math.cos(math.pi * progress))
+
+
+def _step_lr(lr, decay_rate, step_size, iters):
+    if step_size < 1:
+        raise ValueError("step_size must be at least 1")
+    return lr * decay_rate ** (iters // step_size)
+
+
+def get_lr_scheduler(lr_decay_type, lr, min_lr, total_iters, warmup_iters_ratio=0.05, warmup_lr_ratio=0.1,
+                     no_aug_iter_ratio=0.05, step_num=10):
+    """Epoch -> learning rate. ``'cos'``: quadratic warm-up, cosine decay, flat ``min_lr`` tail
+    (warm-up 1-3 epochs, tail 1-15); otherwise ``step_num`` geometric steps from lr to min_lr."""
+    if lr_decay_type == "cos":
+        warmup_total_iters = min(max(warmup_iters_ratio * total_iters, 1), 3)
+        warmup_lr_start = max(warmup_lr_ratio * lr, 1e-6)
+        no_aug_iter = min(max(no_aug_iter_ratio * total_iters, 1), 15)
+        return partial(_warm_cos_lr, lr, min_lr, total_iters, warmup_total_iters, warmup_lr_start, no_aug_iter)
+    decay_rate = (min_lr / lr) ** (1 / (step_num - 1))
+    step_size = total_iters / step_num
+    return partial(_step_lr, lr, decay_rate, step_size)
+
+
+def set_optimizer_lr(optimizer, lr_scheduler_func, epoch):
+    lr = lr_scheduler_func(epoch)
+    for param_group in optimizer.param_groups:
+        param_group["lr"] = lr
