@@ -50,7 +50,7 @@ def safe_load(path, map_location="cpu"):
             f"refusing to load {path}: it contains pickled Python objects, not only tensors, and unpickling "
             f"them could run arbitrary code. Load it in a trusted session and re-save model.state_dict(). "
             f"(torch said: {str(err).splitlines()[0]})") from None
-    except (RuntimeError, EOFError, OSError) as err:
+    except Exception as err:  # torch.load raises many types on corrupt data (struct.error, EOFError, ...)
         raise ValueError(f"cannot read weights file {path}: it is truncated or not a PyTorch file ({err})") from None
 
 

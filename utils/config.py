@@ -90,7 +90,8 @@ def setting_comments(path):
     return comments
 
 
-def print_help(defaults, script_path, out=sys.stdout):
+def print_help(defaults, script_path, out=None):
+    out = out or sys.stdout
     comments = setting_comments(script_path)
     print(f"usage: python {script_path} [--name=value ...]\n\nsettings (default, meaning):", file=out)
     for name, value in defaults.items():

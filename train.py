@@ -1,0 +1,65 @@
+"""Train YOLOv4 on a VOC-format dataset, with an optional focal-loss objectness term.
+
+Edit the settings below and run ``python train.py``, or override any of them on the command line:
+``python train.py --focal_loss True --input_shape "[320, 320]"`` (values are Python literals).
+``python train.py --help`` lists every setting with its meaning.
+"""
+import sys
+
+classes_path = "model_data/sample_classes.txt"   # class names, one per line (default: the embedded sample set)
+anchors_path = "model_data/yolo_anchors.txt"     # 9 anchors "w,h, w,h, ..." in input pixels
+anchors_mask = [[6, 7, 8], [3, 4, 5], [0, 1, 2]]  # anchor indices of each output level (stride 32, 16, 8)
+train_annotation_path = "2007_train.txt"         # training list written by voc_annotation.py (built if missing)
+val_annotation_path = "2007_val.txt"             # validation list (built if missing)
+VOCdevkit_path = "VOCdevkit"                     # VOC folder the lists are built from when they are missing
+model_path = ""                                  # starting weights: .pth state_dict or darknet .weights; "" = scratch
+pretrained = False                               # backbone weights from model_data/CSPdarknet53_backbone_weights.pth
+input_shape = [416, 416]                         # network input (h, w); multiples of 32
+width_mult = None                                # channel multiplier; None = 1.0 or what model_path's shapes imply
+depth_mult = None                                # residual-block multiplier; None = 1.0 or from model_path
+device = "auto"                                  # "auto" (CUDA when available, else CPU), "cpu", "cuda", "cuda:1"
+fp16 = False                                     # mixed precision (autocast + GradScaler) on CUDA
+seed = 11                                        # seeds initialisation, shuffling and augmentation
+mosaic = True                                    # Mosaic augmentation (4 images in one)
+mosaic_prob = 0.5                                # probability of a Mosaic sample
+mixup = True                                     # MixUp a Mosaic sample with another image
+mixup_prob = 0.5                                 # probability of MixUp for a Mosaic sample
+special_aug_ratio = 0.7                          # Mosaic/MixUp only during this first fraction of the epochs
+label_smoothing = 0                              # class targets become y * (1 - ls) + ls / num_classes
+Init_Epoch = 0                                   # first epoch (to continue a run by hand; prefer resume)
+Freeze_Epoch = 50                                # epochs with the backbone frozen (when Freeze_Train)
+Freeze_batch_size = 8                            # batch size while frozen
+UnFreeze_Epoch = 300                             # total number of epochs
+Unfreeze_batch_size = 4                          # batch size after unfreezing
+Freeze_Train = True                              # freeze the backbone for the first Freeze_Epoch epochs
+Init_lr = 1e-2                                   # peak learning rate at batch 64 (scaled to the batch size)
+Min_lr = None                                    # final learning rate; None = Init_lr * 0.01
+optimizer_type = "sgd"                           # "sgd" (nesterov), "adam" or "adamw"
+momentum = 0.937                                 # SGD momentum / Adam beta1
+weight_decay = 5e-4                              # L2 on conv weights (BN and biases excluded); use 0 with adam
+lr_decay_type = "cos"                            # "cos" (warm-up, cosine, flat tail) or "step"
+ema = True                                       # keep an EMA of the weights; used for validation and saved weights
+focal_loss = False                               # focal objectness: BCE * alpha_t * (1 - p_t) ** gamma
+focal_alpha = 0.25                               # focal alpha: weight of positives (1 - alpha for negatives)
+focal_gamma = 2                                  # focal gamma: down-weights easy examples
+iou_type = "ciou"                                # box loss: "ciou" or "siou"
+save_period = 10                                 # also keep weights every this many epochs
+save_dir = "logs"                                # where weights, checkpoints and run logs go
+eval_flag = True                                 # compute val mAP during training (chooses the best weights)
+eval_period = 10                                 # evaluate every this many epochs (and at the end)
+num_workers = 4                                  # DataLoader worker processes (0 = load in the main process)
+resume = False                                   # True: continue from save_dir/last_checkpoint.pth; or a path
+distributed = False                              # multi-GPU / multi-node via torchrun (see README)
+sync_bn = False                                  # SyncBatchNorm across GPUs when distributed
+
+
+def main(argv=None):
+    from utils.config import resolve_config
+    from utils.trainer import train
+
+    config = resolve_config(globals(), sys.argv[1:] if argv is None else argv, script_path=__file__)
+    return train(config, argv=sys.argv[1:] if argv is None else argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

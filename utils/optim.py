@@ -1,0 +1,43 @@
+"""Optimizer construction and learning-rate scaling with upstream's rules."""
+import torch
+import torch.nn as nn
+
+NOMINAL_BATCH = 64
+
+
+def scaled_learning_rates(batch_size, init_lr, min_lr, optimizer_type):
+    """Scale lr linearly with batch size (nominal 64), clamped as upstream does per optimizer."""
+    adam = optimizer_type in ("adam", "adamw")
+    lr_max, lr_min = (1e-3, 3e-4) if adam else (5e-2, 5e-4)
+    init = min(max(batch_size / NOMINAL_BATCH * init_lr, lr_min), lr_max)
+    final = min(max(batch_size / NOMINAL_BATCH * min_lr, lr_min * 1e-2), lr_max * 1e-2)
+    return init, final
+
+
+def parameter_groups(model):
+    """(BN weights, conv/linear weights, biases): only the middle group gets weight decay."""
+    bn_weights, weights, biases = [], [], []
+    for module in model.modules():
+        if hasattr(module, "bias") and isinstance(module.bias, nn.Parameter):
+            biases.append(module.bias)
+        if isinstance(module, nn.modules.batchnorm._BatchNorm):
+            bn_weights.append(module.weight)
+        elif hasattr(module, "weight") and isinstance(module.weight, nn.Parameter):
+            weights.append(module.weight)
+    return bn_weights, weights, biases
+
+
+def build_optimizer(model, optimizer_type, lr, momentum, weight_decay):
+    """SGD (nesterov) / Adam / AdamW with BN and bias parameters kept out of weight decay."""
+    bn_weights, weights, biases = parameter_groups(model)
+    if optimizer_type == "sgd":
+        optimizer = torch.optim.SGD(bn_weights, lr=lr, momentum=momentum, nesterov=True)
+    elif optimizer_type == "adam":
+        optimizer = torch.optim.Adam(bn_weights, lr=lr, betas=(momentum, 0.999))
+    elif optimizer_type == "adamw":
+        optimizer = torch.optim.AdamW(bn_weights, lr=lr, betas=(momentum, 0.999), weight_decay=0.0)
+    else:
+        raise ValueError(f"optimizer_type must be 'sgd', 'adam' or 'adamw', got {optimizer_type!r}")
+    optimizer.add_param_group({"params": weights, "weight_decay": weight_decay})
+    optimizer.add_param_group({"params": biases, "weight_decay": 0.0})
+    return optimizer

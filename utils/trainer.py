@@ -1,0 +1,298 @@
+"""The training run behind train.py: set-up, the epoch loop, saving, resuming.
+
+``train(config)`` takes the resolved settings of train.py as a dict.
+"""
+import functools
+import math
+import os
+import signal
+import sys
+import warnings
+from types import SimpleNamespace
+
+import torch
+from torch.utils.data import DataLoader, DistributedSampler
+
+from nets.yolo import YoloBody, resolve_scale
+from nets.yolo_training import YOLOLoss, get_lr_scheduler, set_optimizer_lr, weights_init
+from utils import distributed as dist_utils
+from utils.callbacks import RunLog, evaluate_map
+from utils.checkpoint import describe_load, load_matching, load_state_dict_file
+from utils.dataloader import YoloDataset, worker_init_fn, yolo_dataset_collate
+from utils.ema import ModelEMA, unwrap
+from utils.optim import build_optimizer, scaled_learning_rates
+from utils.resume import TrainingState, find_resume_checkpoint, load_training_state, save_training_state
+from utils.utils import get_anchors, get_classes, resolve_device, seed_everything, show_config
+from utils.utils_fit import NonFiniteLossError, train_one_epoch, validate
+
+
+def train(config, argv=()):
+    """Run a training job; returns a process exit status (0 = finished)."""
+    cfg = SimpleNamespace(**config)
+    rank, local_rank, world_size, device = _setup_device(cfg)
+    main_process = rank == 0
+    try:
+        return _train(cfg, rank, world_size, device, main_process, argv)
+    except NonFiniteLossError as err:
+        if main_process:
+            print(f"\nTraining stopped: {err}\nThe last good checkpoint in {cfg.save_dir} was kept.", file=sys.stderr)
+        return 3
+    finally:
+        dist_utils.cleanup()
+
+
+def _setup_device(cfg):
+    if cfg.distributed:
+        return dist_utils.setup(cfg.device)
+    return 0, 0, 1, resolve_device(cfg.device)
+
+
+def _train(cfg, rank, world_size, device, main_process, argv):
+    state = _resume_state(cfg, argv, device)
+    _check_settings(cfg)
+    if cfg.fp16 and device.type != "cuda":
+        warnings.warn("fp16=True needs CUDA; training in float32 on the CPU.")
+    seed_everything(cfg.seed + rank)
+    class_names, num_classes = get_classes(cfg.classes_path)
+    anchors, _ = get_anchors(cfg.anchors_path)
+    train_lines, val_lines = _training_lists(cfg, class_names, main_process)
+
+    model, load_note = _build_model(cfg, num_classes, state)
+    if main_process:
+        show_config(classes_path=cfg.classes_path, num_classes=num_classes, device=str(device), world_size=world_size,
+                    width_mult=model.width_mult, depth_mult=model.depth_mult, num_train=len(train_lines),
+                    num_val=len(val_lines), **{k: v for k, v in vars(cfg).items() if k != "classes_path"})
+        if load_note:
+            print(load_note)
+    model = model.to(device)
+    loss_fn = YOLOLoss(anchors, num_classes, cfg.input_shape, device.type == "cuda", cfg.anchors_mask,
+                       cfg.label_smoothing, cfg.focal_loss, cfg.focal_alpha, cfg.focal_gamma, cfg.iou_type)
+    model_train = _wrap_for_training(model, cfg, device)
+    ema = ModelEMA(model) if cfg.ema else None
+    scaler = torch.amp.GradScaler("cuda", enabled=cfg.fp16 and device.type == "cuda")
+
+    first_frozen = cfg.Freeze_Train and state.epoch < cfg.Freeze_Epoch
+    phase = _Phase(cfg, model, train_lines, val_lines, num_classes, world_size, rank, main_process)
+    optimizer = build_optimizer(model, cfg.optimizer_type, phase.configure(first_frozen)[0], cfg.momentum,
+                                cfg.weight_decay)
+    state.restore(model, ema, optimizer, scaler)
+
+    run_log = RunLog(cfg.save_dir, vars(cfg), resume_run_dir=state.run_dir, resume_epoch=state.epoch) \
+        if main_process else None
+    state.run_dir = run_log.run_dir if run_log else None
+    _install_sigterm_handler()
+    epoch = state.epoch
+    try:
+        for epoch in range(state.epoch, cfg.UnFreeze_Epoch):
+            frozen = cfg.Freeze_Train and epoch < cfg.Freeze_Epoch
+            if frozen != phase.frozen:
+                phase.configure(frozen)
+            set_optimizer_lr(optimizer, phase.lr_fn, epoch)
+            phase.start_epoch(epoch)
+            stats = train_one_epoch(model_train, loss_fn, phase.train_loader, optimizer, device, ema=ema,
+                                    scaler=scaler, fp16=cfg.fp16, epoch=epoch, epochs=cfg.UnFreeze_Epoch,
+                                    show_progress=main_process, skipped_counter=phase.train_dataset.skipped)
+            eval_model = ema.ema if ema else unwrap(model_train)
+            val = validate(eval_model, loss_fn, phase.val_loader, device, fp16=cfg.fp16, show_progress=main_process)
+            metrics = _maybe_evaluate(cfg, epoch, eval_model, phase, anchors, num_classes, device, main_process)
+            state.epoch = epoch + 1
+            if main_process:
+                _end_of_epoch(cfg, state, epoch, stats, val, metrics, eval_model, run_log, phase, model, ema,
+                              optimizer, scaler)
+            dist_utils.barrier()
+    except KeyboardInterrupt:
+        if main_process:
+            path = save_training_state(cfg.save_dir, state, vars(cfg), model, ema, optimizer, scaler, interrupted=True)
+            print(f"\nInterrupted during epoch {epoch + 1}. Saved {path}; continue with: python train.py --resume True")
+        return 130
+    if cfg.distributed and not dist_utils.weights_checksum_agree(unwrap(model_train)):
+        raise RuntimeError("model weights differ between ranks at the end of training")
+    if main_process:
+        if cfg.distributed:
+            print(f"Weights identical on all {world_size} ranks.")
+        print(f"Done. Weights in {cfg.save_dir}/, logs in {state.run_dir}/")
+    return 0
+
+
+def _check_settings(cfg):
+    if cfg.Min_lr is None:
+        cfg.Min_lr = cfg.Init_lr * 0.01
+    if len(cfg.input_shape) != 2 or any(int(s) % 32 for s in cfg.input_shape):
+        raise SystemExit(f"error: input_shape must be [h, w] with multiples of 32, got {cfg.input_shape}")
+    cfg.input_shape = [int(s) for s in cfg.input_shape]
+    if cfg.lr_decay_type not in ("cos", "step"):
+        raise SystemExit(f"error: lr_decay_type must be 'cos' or 'step', got {cfg.lr_decay_type!r}")
+    if cfg.UnFreeze_Epoch <= cfg.Init_Epoch:
+        raise SystemExit(f"error: UnFreeze_Epoch ({cfg.UnFreeze_Epoch}) must exceed Init_Epoch ({cfg.Init_Epoch})")
+
+
+def _resume_state(cfg, argv, device):
+    """A fresh TrainingState, or the one in the checkpoint ``cfg.resume`` points at.
+
+    When resuming, the checkpoint's settings replace the script's, except those given on the
+    command line now (e.g. a larger UnFreeze_Epoch).
+    """
+    if not cfg.resume:
+        return TrainingState(epoch=cfg.Init_Epoch)
+    path = find_resume_checkpoint(cfg.save_dir) if cfg.resume is True else cfg.resume
+    state, saved_config = load_training_state(path, device)
+    given = {arg[2:].split("=")[0] for arg in argv if arg.startswith("--")}
+    for key, value in saved_config.items():
+        if key not in given and hasattr(cfg, key):
+            setattr(cfg, key, value)
+    cfg.resume = path
+    print(f"Resuming from {path} at epoch {state.epoch + 1}")
+    return state
+
+
+def _training_lists(cfg, class_names, main_process):
+    """Read (building from VOCdevkit when missing) and check the training and validation lists."""
+    from utils.dataset_check import scan_annotation_lines
+    from utils.annotation import read_annotation_file
+
+    missing = [p for p in (cfg.train_annotation_path, cfg.val_annotation_path) if not os.path.isfile(p)]
+    if missing and main_process:
+        from voc_annotation import build_training_lists
+
+        print(f"Training lists {', '.join(missing)} not found: building them from {cfg.VOCdevkit_path}/ ...")
+        build_training_lists(VOCdevkit_path=cfg.VOCdevkit_path, classes_path=cfg.classes_path,
+                             lists_dir=os.path.dirname(os.path.abspath(cfg.train_annotation_path)))
+    dist_utils.barrier()
+    lists = []
+    for path in (cfg.train_annotation_path, cfg.val_annotation_path):
+        usable, report = scan_annotation_lines(read_annotation_file(path), len(class_names), class_names)
+        if main_process:
+            report.print(title=path)
+        lists.append(usable)
+    return lists
+
+
+def _build_model(cfg, num_classes, state):
+    """YoloBody with the configured scale; weights from model_path unless resuming. Returns (model, note)."""
+    weights = load_state_dict_file(cfg.model_path) if cfg.model_path and not state.resuming else None
+    cfg.width_mult, cfg.depth_mult = resolve_scale(cfg.width_mult, cfg.depth_mult, weights)
+    torch.manual_seed(cfg.seed)
+    model = YoloBody(cfg.anchors_mask, num_classes, pretrained=cfg.pretrained and not weights,
+                     width_mult=cfg.width_mult, depth_mult=cfg.depth_mult)
+    if not cfg.pretrained:
+        weights_init(model)
+        init_head_biases(model, cfg.input_shape, num_classes)
+    if weights is None:
+        return model, ""
+    return model, describe_load(load_matching(model, weights), cfg.model_path)
+
+
+def init_head_biases(model, input_shape, num_classes):
+    """Start objectness and class biases at their expected priors (as yolov5 does).
+
+    About 8 objects per 640x640 image over each level's cells, classes near uniform: a
+    from-scratch run then does not spend its first epochs unlearning p(obj) = 0.5 everywhere.
+    """
+    for head, stride in ((model.yolo_head1, 32), (model.yolo_head2, 16), (model.yolo_head3, 8)):
+        bias = head[-1].bias.data.view(-1, 5 + num_classes)     # (anchors, 5 + C)
+        bias[:, 4] = math.log(8 / (640 / stride) ** 2)
+        bias[:, 5:] = math.log(0.6 / (num_classes - 0.99))
+
+
+def _wrap_for_training(model, cfg, device):
+    if not cfg.distributed:
+        return model
+    if cfg.sync_bn:
+        if device.type != "cuda":
+            warnings.warn("sync_bn needs CUDA; using per-process BatchNorm on the CPU.")
+        else:
+            model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    ids = [device.index] if device.type == "cuda" else None
+    return torch.nn.parallel.DistributedDataParallel(model, device_ids=ids, find_unused_parameters=False)
+
+
+class _Phase:
+    """Batch size, learning-rate schedule and data loaders of the frozen or unfrozen phase."""
+
+    def __init__(self, cfg, model, train_lines, val_lines, num_classes, world_size, rank, main_process):
+        self.cfg, self.model, self.world_size, self.rank = cfg, model, world_size, rank
+        self.main_process = main_process
+        common = dict(input_shape=cfg.input_shape, num_classes=num_classes, epoch_length=cfg.UnFreeze_Epoch,
+                      mosaic=cfg.mosaic, mixup=cfg.mixup, mosaic_prob=cfg.mosaic_prob, mixup_prob=cfg.mixup_prob,
+                      special_aug_ratio=cfg.special_aug_ratio, seed=cfg.seed, rank=rank)
+        self.train_dataset = YoloDataset(train_lines, train=True, **common)
+        self.val_dataset = YoloDataset(val_lines, train=False, **common)
+        self.frozen = None
+
+    def configure(self, frozen):
+        """Freeze or unfreeze the backbone and rebuild loaders and lr schedule for that phase's batch size.
+
+        Returns the phase's initial learning rate.
+        """
+        cfg = self.cfg
+        self.frozen = frozen
+        for p in self.model.backbone.parameters():
+            p.requires_grad_(not frozen)
+        batch_size = cfg.Freeze_batch_size if frozen else cfg.Unfreeze_batch_size
+        init_lr, min_lr = scaled_learning_rates(batch_size, cfg.Init_lr, cfg.Min_lr, cfg.optimizer_type)
+        self.lr_fn = get_lr_scheduler(cfg.lr_decay_type, init_lr, min_lr, cfg.UnFreeze_Epoch)
+        self.train_loader, self.train_sampler = self._loader(self.train_dataset, batch_size, shuffle=True)
+        self.val_loader, self.val_sampler = self._loader(self.val_dataset, batch_size, shuffle=False)
+        if self.main_process:
+            print(f"{'Frozen' if frozen else 'Unfrozen'} backbone: batch size {batch_size}, "
+                  f"lr {init_lr:.2e} -> {min_lr:.2e}")
+        return init_lr
+
+    def _loader(self, dataset, batch_size, shuffle):
+        per_rank = max(1, batch_size // self.world_size)
+        per_rank_size = math.ceil(len(dataset) / self.world_size)
+        if per_rank_size == 0:
+            raise SystemExit(f"error: the {'training' if shuffle else 'validation'} list has no usable images")
+        if per_rank_size < per_rank:
+            if self.main_process:
+                warnings.warn(f"only {per_rank_size} {'training' if shuffle else 'validation'} images per process "
+                              f"for a batch of {per_rank}: using batches of {per_rank_size}.")
+            per_rank = per_rank_size
+        # A seeded sampler even on one process: the order of epoch k depends only on (seed, k), so resume is exact.
+        sampler = DistributedSampler(dataset, num_replicas=self.world_size, rank=self.rank, shuffle=shuffle,
+                                     seed=self.cfg.seed, drop_last=False)
+        loader = DataLoader(dataset, batch_size=per_rank, sampler=sampler, num_workers=self.cfg.num_workers,
+                            pin_memory=torch.cuda.is_available(), drop_last=shuffle, collate_fn=yolo_dataset_collate,
+                            worker_init_fn=functools.partial(worker_init_fn, rank=self.rank, seed=self.cfg.seed))
+        return loader, sampler
+
+    def start_epoch(self, epoch):
+        self.train_dataset.set_epoch(epoch)
+        self.train_sampler.set_epoch(epoch)
+
+
+def _maybe_evaluate(cfg, epoch, eval_model, phase, anchors, num_classes, device, main_process):
+    last = epoch + 1 == cfg.UnFreeze_Epoch
+    if not (cfg.eval_flag and main_process and ((epoch + 1) % cfg.eval_period == 0 or last)):
+        return None
+    return evaluate_map(eval_model, phase.val_dataset, anchors, cfg.anchors_mask, num_classes, cfg.input_shape,
+                        device, batch_size=max(1, phase.val_loader.batch_size))
+
+
+def _end_of_epoch(cfg, state, epoch, stats, val, metrics, eval_model, run_log, phase, model, ema, optimizer, scaler):
+    """Log the epoch, save weight files and the resumable checkpoint (main process only)."""
+    row = run_log.add_epoch(epoch + 1, optimizer.param_groups[0]["lr"], stats, val, metrics,
+                            skipped_files=int(phase.train_dataset.skipped.item()))
+    weights = eval_model.state_dict()
+    from utils.checkpoint import atomic_save
+
+    atomic_save(weights, os.path.join(cfg.save_dir, "last_epoch_weights.pth"))
+    if (epoch + 1) % cfg.save_period == 0 or epoch + 1 == cfg.UnFreeze_Epoch:
+        atomic_save(weights, os.path.join(cfg.save_dir, f"ep{epoch + 1:03d}-loss{stats['loss']:.3f}"
+                                                        f"-val_loss{val['loss']:.3f}.pth"))
+    if state.is_best(row, cfg.eval_flag):
+        atomic_save(weights, os.path.join(cfg.save_dir, "best_epoch_weights.pth"))
+        print(f"Saved best weights ({state.best_description()}).")
+    save_training_state(cfg.save_dir, state, vars(cfg), model, ema, optimizer, scaler)
+    print(run_log.summary_line(row))
+
+
+def _install_sigterm_handler():
+    """Treat SIGTERM (e.g. a scheduler stopping the job) like Ctrl-C, so a checkpoint is written."""
+    def handler(signum, frame):
+        raise KeyboardInterrupt
+    try:
+        signal.signal(signal.SIGTERM, handler)
+    except ValueError:   # not in the main thread (e.g. called from a test thread)
+        pass
+
