@@ -41,7 +41,13 @@ def test_unknown_name_lists_valid_ones():
         parse_overrides(DEFAULTS, ["--focal_los", "True"])
     assert "unknown setting --focal_los" in err.value.message
     assert "focal_loss" in err.value.message and "input_shape" in err.value.message
-    assert err.value.code == 2
+
+
+def test_resolve_config_prints_the_error_and_exits_2(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        resolve_config({"focal_loss": False}, ["--focal", "1"])
+    assert exit_info.value.code == 2
+    assert "unknown setting --focal. Valid settings: focal_loss" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("argv, message", [

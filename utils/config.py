@@ -12,12 +12,11 @@ import sys
 _SETTING_TYPES = (bool, int, float, str, list, tuple, dict, type(None))
 
 
-class ConfigError(SystemExit):
-    """A bad command line: exits with the message (status 2), like argparse."""
+class ConfigError(ValueError):
+    """A bad command line; ``resolve_config`` prints it and exits with status 2, like argparse."""
 
     def __init__(self, message):
-        super().__init__(f"error: {message}")
-        self.code = 2
+        super().__init__(message)
         self.message = message
 
 
@@ -104,4 +103,8 @@ def resolve_config(namespace, argv, script_path=None):
     if any(a in ("-h", "--help") for a in argv):
         print_help(defaults, script_path or namespace.get("__file__", "script.py"))
         raise SystemExit(0)
-    return parse_overrides(defaults, argv)
+    try:
+        return parse_overrides(defaults, argv)
+    except ConfigError as err:
+        print(f"error: {err.message}", file=sys.stderr)
+        raise SystemExit(2) from None
