@@ -59,9 +59,8 @@ def _train(cfg, rank, world_size, device, main_process, argv):
 
     model, load_note = _build_model(cfg, num_classes, state)
     if main_process:
-        show_config(classes_path=cfg.classes_path, num_classes=num_classes, device=str(device), world_size=world_size,
-                    width_mult=model.width_mult, depth_mult=model.depth_mult, num_train=len(train_lines),
-                    num_val=len(val_lines), **{k: v for k, v in vars(cfg).items() if k != "classes_path"})
+        show_config(**vars(cfg), num_classes=num_classes, resolved_device=str(device), world_size=world_size,
+                    num_train=len(train_lines), num_val=len(val_lines))
         if load_note:
             print(load_note)
     model = model.to(device)
@@ -73,7 +72,7 @@ def _train(cfg, rank, world_size, device, main_process, argv):
 
     first_frozen = cfg.Freeze_Train and state.epoch < cfg.Freeze_Epoch
     phase = _Phase(cfg, model, train_lines, val_lines, num_classes, world_size, rank, main_process)
-    optimizer = build_optimizer(model, cfg.optimizer_type, phase.configure(first_frozen)[0], cfg.momentum,
+    optimizer = build_optimizer(model, cfg.optimizer_type, phase.configure(first_frozen), cfg.momentum,
                                 cfg.weight_decay)
     state.restore(model, ema, optimizer, scaler)
 
@@ -91,7 +90,7 @@ def _train(cfg, rank, world_size, device, main_process, argv):
             phase.start_epoch(epoch)
             stats = train_one_epoch(model_train, loss_fn, phase.train_loader, optimizer, device, ema=ema,
                                     scaler=scaler, fp16=cfg.fp16, epoch=epoch, epochs=cfg.UnFreeze_Epoch,
-                                    show_progress=main_process, skipped_counter=phase.train_dataset.skipped)
+                                    show_progress=main_process)
             eval_model = ema.ema if ema else unwrap(model_train)
             val = validate(eval_model, loss_fn, phase.val_loader, device, fp16=cfg.fp16, show_progress=main_process)
             metrics = _maybe_evaluate(cfg, epoch, eval_model, phase, anchors, num_classes, device, main_process)
@@ -152,9 +151,11 @@ def _training_lists(cfg, class_names, main_process):
 
     missing = [p for p in (cfg.train_annotation_path, cfg.val_annotation_path) if not os.path.isfile(p)]
     if missing and main_process:
-        from voc_annotation import build_training_lists
+        from voc_annotation import build_training_lists, split_image_sets
 
         print(f"Training lists {', '.join(missing)} not found: building them from {cfg.VOCdevkit_path}/ ...")
+        if not os.path.isfile(os.path.join(cfg.VOCdevkit_path, "VOC2007", "ImageSets", "Main", "train.txt")):
+            split_image_sets(cfg.VOCdevkit_path)
         build_training_lists(VOCdevkit_path=cfg.VOCdevkit_path, classes_path=cfg.classes_path,
                              lists_dir=os.path.dirname(os.path.abspath(cfg.train_annotation_path)))
     dist_utils.barrier()
@@ -272,7 +273,7 @@ def _maybe_evaluate(cfg, epoch, eval_model, phase, anchors, num_classes, device,
 def _end_of_epoch(cfg, state, epoch, stats, val, metrics, eval_model, run_log, phase, model, ema, optimizer, scaler):
     """Log the epoch, save weight files and the resumable checkpoint (main process only)."""
     row = run_log.add_epoch(epoch + 1, optimizer.param_groups[0]["lr"], stats, val, metrics,
-                            skipped_files=int(phase.train_dataset.skipped.item()))
+                            skipped_files=phase.train_dataset.skipped)
     weights = eval_model.state_dict()
     from utils.checkpoint import atomic_save
 

@@ -51,7 +51,7 @@ def _autocast(device, fp16):
 
 
 def train_one_epoch(model, loss_fn, loader, optimizer, device, *, ema=None, scaler=None, fp16=False,
-                    epoch=0, epochs=1, show_progress=True, skipped_counter=None):
+                    epoch=0, epochs=1, show_progress=True):
     """Train for one pass over ``loader``. Returns the epoch's mean losses and counters.
 
     A step whose loss or gradient is not finite is skipped (no optimizer update) and counted;
@@ -86,7 +86,7 @@ def train_one_epoch(model, loss_fn, loader, optimizer, device, *, ema=None, scal
         images += len(batch_images)
         if show_progress:
             bar.set_postfix(_postfix(meter, optimizer, images / (time.perf_counter() - start), nonfinite,
-                                     int(skipped_counter.item()) if skipped_counter is not None else 0))
+                                     getattr(loader.dataset, "skipped", 0) if hasattr(loader, "dataset") else 0))
     bar.close()
     stats = meter.means(reduce=True)
     stats.update(nonfinite=nonfinite, images=images, seconds=time.perf_counter() - start)
