@@ -1,4 +1,4 @@
-"""Fold each BatchNorm2d into the Conv2d before it, for inference.
+"""Inference form of a trained network: BatchNorm folded into convolutions, a cheaper Mish.
 
 In eval mode ``bn(conv(x)) = gamma * (W x + b - mean) / sqrt(var + eps) + beta`` is itself one
 convolution with weight ``W * gamma / sqrt(var + eps)`` and a bias, so the BN pass disappears.
@@ -7,6 +7,9 @@ import copy
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
+
+from nets.CSPdarknet import Mish
 
 
 @torch.no_grad()
@@ -37,3 +40,42 @@ def fuse_conv_bn(model):
             module.conv = fold_batchnorm(conv, bn)
             module.bn = nn.Identity()
     return fused_model
+
+
+class InferenceMish(nn.Module):
+    """Mish for inference only: ``x * tanh(softplus(x)) = x * h / (h + 1)`` with ``h = (e^2x + 2 e^x) / 2``.
+
+    One ``exp`` and in-place arithmetic on a single buffer: about twice as fast on CPU as
+    ``F.mish`` (whose log1p + tanh dominate). Overflow is benign: ``h = inf`` gives ``x``, ``h = 0``
+    gives ``0``. The in-place ops break autograd, so it never replaces Mish in a training model.
+    """
+
+    def forward(self, x):
+        if torch.onnx.is_in_onnx_export():
+            return F.mish(x)                  # exported graphs get the standard operator(s)
+        exp_x = torch.exp(x)
+        half_n = exp_x.addcmul_(exp_x, exp_x, value=0.5)          # (e^2x + 2e^x) / 2, same buffer
+        return half_n.reciprocal_().add_(1).reciprocal_().mul_(x)  # h / (h + 1) = 1 / (1 + 1/h), times x
+
+
+def replace_mish(model):
+    """Swap every ``Mish`` child of ``model`` for ``InferenceMish`` in place; returns ``model``."""
+    for module in list(model.modules()):
+        for name, child in module.named_children():
+            if isinstance(child, Mish):
+                setattr(module, name, InferenceMish())
+    return model
+
+
+def inference_model(model, device="cpu"):
+    """Fused, eval-mode copy of ``model`` on ``device`` for ``torch.inference_mode()`` use.
+
+    On CPU the weights are also made channels_last: oneDNN's convolutions skip a layout
+    conversion per layer then (about 5-7% faster forward on a 416 YOLOv4; see bench/bench_infer.py).
+    Plain NCHW inputs are fine: the first convolution already returns channels_last.
+    """
+    fused = replace_mish(fuse_conv_bn(model)).to(device)
+    if torch.device(device).type == "cpu":
+        fused = fused.to(memory_format=torch.channels_last)
+    return fused
+

@@ -1,0 +1,339 @@
+"""Detection with a trained YOLOv4: upstream's ``YOLO`` class (used by predict.py and get_map.py)
+and ``YOLO_ONNX``, which runs an exported model with onnxruntime through the same pre/post-processing.
+
+Settings live in ``_defaults`` and are overridden by keyword: ``YOLO(model_path=..., confidence=0.3)``.
+"""
+import colorsys
+import copy
+import importlib.util
+import os
+import time
+import warnings
+
+import cv2
+import numpy as np
+import torch
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from PIL import Image, ImageDraw, ImageFont
+
+from nets.fuse import inference_model
+from nets.yolo import YoloBody, num_classes_of_state_dict, resolve_scale
+from utils.checkpoint import load_state_dict_file
+from utils.utils import cvtColor, get_anchors, get_classes, preprocess_input, resize_image, resolve_device, show_config
+from utils.utils_bbox import correct_boxes, decode_outputs, letterbox_geometry, postprocess
+from utils.utils_map import write_map_txt
+
+# Folder detect_image(crop=True) writes crops to, as upstream.
+CROP_DIR = "img_crop"
+
+
+def class_colors(num_classes):
+    """One RGB colour per class, evenly spaced in hue (upstream's palette)."""
+    hsv = [(i / num_classes, 1.0, 1.0) for i in range(num_classes)]
+    return [tuple(int(255 * v) for v in colorsys.hsv_to_rgb(*h)) for h in hsv]
+
+
+def as_pil_image(image):
+    """A PIL image from a PIL image or an ``(H, W, 3)`` / ``(H, W)`` uint8 RGB numpy array."""
+    if isinstance(image, Image.Image):
+        return image
+    if isinstance(image, np.ndarray):
+        if image.dtype != np.uint8 or image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] not in (3, 4)):
+            raise ValueError(f"expected a uint8 RGB array (H, W, 3), got dtype {image.dtype} shape {image.shape}")
+        return Image.fromarray(np.ascontiguousarray(image))
+    raise TypeError(f"expected a PIL image or a numpy RGB array, got {type(image).__name__}")
+
+
+def open_image(path):
+    """The image file at ``path`` (stored pixels: EXIF orientation is not applied); clear errors."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"image not found: {path}")
+    try:
+        image = Image.open(path)
+        image.load()
+    except OSError as err:
+        raise ValueError(f"cannot read image {path}: {err}") from None
+    return image
+
+
+def pixel_boxes(boxes, image_size):
+    """``(k, 4)`` float xyxy -> integer ``(left, top, right, bottom)`` rows inside an image of ``(w, h)``."""
+    width, height = image_size
+    boxes = np.floor(boxes).astype(np.int64)
+    return np.clip(boxes, 0, [width, height, width, height])
+
+
+def draw_detections(image, boxes, scores, classes, class_names, colors, thickness):
+    """A copy of ``image`` with a coloured rectangle and a ``name score`` label per detection."""
+    image = image.copy()
+    draw = ImageDraw.Draw(image)
+    font = ImageFont.load_default(size=max(10, int(np.floor(3e-2 * image.size[1] + 0.5))))
+    for (left, top, right, bottom), score, c in zip(pixel_boxes(boxes, image.size), scores, classes):
+        label = f"{class_names[c]} {score:.2f}"
+        _, _, text_w, text_h = draw.textbbox((0, 0), label, font=font)
+        # Label above the box when it fits, else just inside its top edge.
+        text_y = top - text_h if top - text_h >= 0 else top + 1
+        draw.rectangle([left, top, right, bottom], outline=colors[c], width=thickness)
+        draw.rectangle([left, text_y, left + text_w, text_y + text_h], fill=colors[c])
+        draw.text((left, text_y), label, fill=(0, 0, 0), font=font)
+    return image
+
+
+class _Detector:
+    """Settings, pre-processing, decoding, drawing and map_out files shared by ``YOLO`` and ``YOLO_ONNX``.
+
+    Subclasses set ``_defaults`` and implement ``generate()`` (load the model) and
+    ``_forward(images)`` (``(1, 3, H, W)`` float tensor -> the three head outputs).
+    """
+    _defaults = {}
+
+    @classmethod
+    def get_defaults(cls, name):
+        if name not in cls._defaults:
+            raise KeyError(f"unrecognized attribute name {name!r}; {cls.__name__} settings: {', '.join(cls._defaults)}")
+        return cls._defaults[name]
+
+    def __init__(self, **kwargs):
+        unknown = sorted(set(kwargs) - set(self._defaults))
+        if unknown:
+            raise TypeError(f"{type(self).__name__} got unknown setting(s) {', '.join(unknown)}; "
+                            f"valid settings: {', '.join(self._defaults)}")
+        self.__dict__.update(copy.deepcopy(self._defaults))
+        for name, value in kwargs.items():
+            setattr(self, name, value)
+        if len(self.input_shape) != 2 or any(int(v) != v or v <= 0 or v % 32 for v in self.input_shape):
+            raise ValueError(f"input_shape must be [h, w] with positive multiples of 32 (the largest stride), "
+                             f"got {self.input_shape}")
+        self.input_shape = [int(v) for v in self.input_shape]
+        self.class_names, self.num_classes = get_classes(self.classes_path)
+        self.anchors, self.num_anchors = get_anchors(self.anchors_path)
+        self.colors = class_colors(self.num_classes)
+        self.generate()
+        show_config(**{name: getattr(self, name) for name in self._defaults})
+
+    def _preprocess(self, image):
+        """``(images (1, 3, H, W) float32 tensor, image_shape (h, w), RGB PIL image)``."""
+        image = cvtColor(as_pil_image(image))
+        resized = resize_image(image, (self.input_shape[1], self.input_shape[0]), self.letterbox_image)
+        images = np.transpose(preprocess_input(np.asarray(resized)), (2, 0, 1))[None]   # (1, 3, H, W)
+        return torch.from_numpy(np.ascontiguousarray(images)), (image.size[1], image.size[0]), image
+
+    def _detect_tensor(self, images, image_shape):
+        """Forward + decode + NMS for one preprocessed image; boxes mapped back to ``image_shape``."""
+        outputs = self._forward(images)
+        decoded = decode_outputs(outputs, self.anchors, self.anchors_mask, self.input_shape, self.scale_x_y)
+        detections = postprocess(decoded, self.confidence, self.nms_iou)[0]          # (k, 6)
+        boxes = correct_boxes(detections[:, :4], self.input_shape, image_shape, self.letterbox_image)
+        return (boxes.cpu().numpy(), detections[:, 4].cpu().numpy(),
+                detections[:, 5].cpu().numpy().astype(np.int64))
+
+    def detect(self, image):
+        """Detections of one image (PIL or RGB array): ``(boxes (k, 4) [x1, y1, x2, y2] in image
+        pixels, scores (k,), classes (k,) int)``, highest score first."""
+        images, image_shape, _ = self._preprocess(image)
+        return self._detect_tensor(images, image_shape)
+
+    def detect_image(self, image, crop=False, count=False):
+        """The image with labelled boxes drawn. ``crop`` saves each box to ``img_crop/crop_<i>.png``,
+        ``count`` prints how many objects of each class were found (upstream behaviour)."""
+        images, image_shape, image = self._preprocess(image)
+        boxes, scores, classes = self._detect_tensor(images, image_shape)
+        if count:
+            self._print_counts(classes)
+        if crop:
+            self._save_crops(image, boxes)
+        thickness = int(max((image.size[0] + image.size[1]) // np.mean(self.input_shape), 1))
+        return draw_detections(image, boxes, scores, classes, self.class_names, self.colors, thickness)
+
+    def _print_counts(self, classes):
+        print("top_label:", classes)
+        classes_nums = np.bincount(classes, minlength=self.num_classes)
+        for name, num in zip(self.class_names, classes_nums):
+            if num:
+                print(name, " : ", num)
+        print("classes_nums:", classes_nums.astype(np.float64))
+
+    @staticmethod
+    def _save_crops(image, boxes):
+        os.makedirs(CROP_DIR, exist_ok=True)
+        for i, box in enumerate(pixel_boxes(boxes, image.size)):
+            image.crop(tuple(box.tolist())).save(os.path.join(CROP_DIR, f"crop_{i}.png"))
+            print(f"save crop_{i}.png to {CROP_DIR}")
+
+    def get_FPS(self, image, test_interval):
+        """Seconds per image of forward + decode + NMS, averaged over ``test_interval`` runs after a warm-up."""
+        images, image_shape, _ = self._preprocess(image)
+        self._detect_tensor(images, image_shape)
+        start = time.perf_counter()
+        for _ in range(test_interval):
+            self._detect_tensor(images, image_shape)
+        return (time.perf_counter() - start) / test_interval
+
+    def get_map_txt(self, image_id, image, class_names, map_out_path):
+        """Write ``map_out_path/detection-results/<image_id>.txt``: ``name score left top right bottom``
+        per detection whose class is in ``class_names`` (an empty file when there is none).
+        Returns ``detect(image)``'s arrays (all classes)."""
+        boxes, scores, classes = self.detect(image)
+        names = [self.class_names[c] for c in classes]
+        known = np.array([name in class_names for name in names], dtype=bool)
+        target_ids = np.array([class_names.index(n) for n, k in zip(names, known) if k], dtype=np.float64)
+        rows = np.column_stack([boxes[known], scores[known], target_ids]) if known.any() else np.zeros((0, 6))
+        write_map_txt(map_out_path, image_id, None, rows, class_names)
+        return boxes, scores, classes
+
+
+class YOLO(_Detector):
+    """YOLOv4 detector over a ``.pth`` weights file, run with Conv+BN folded in ``torch.inference_mode()``."""
+    _defaults = {
+        # Weights to load; train.py writes logs/best_epoch_weights.pth.
+        "model_path": "logs/best_epoch_weights.pth",
+        "classes_path": "model_data/sample_classes.txt",
+        "anchors_path": "model_data/yolo_anchors.txt",
+        # Anchor indices per output level; level 0 (stride 32) takes the largest anchors.
+        "anchors_mask": [[6, 7, 8], [3, 4, 5], [0, 1, 2]],
+        # Network input (h, w), multiples of 32.
+        "input_shape": [416, 416],
+        # Keep boxes whose objectness * class probability reaches this.
+        "confidence": 0.5,
+        # IoU above which NMS drops the lower-scored box of the same class.
+        "nms_iou": 0.3,
+        # Resize without distortion (grey borders) instead of stretching.
+        "letterbox_image": False,
+        # 'auto' (CUDA when available), 'cpu' or 'cuda:N'.
+        "device": "auto",
+        # Network scale; None reads it from the weight file's tensor shapes.
+        "width_mult": None,
+        "depth_mult": None,
+        # Centre scale per level (darknet weights: [1.05, 1.1, 1.2]); None means 1.0 each.
+        "scale_x_y": None,
+    }
+
+    def generate(self):
+        """Build the network the weight file describes, load it, and keep its inference form as ``self.net``."""
+        state_dict = load_state_dict_file(self.model_path)
+        try:
+            file_classes = num_classes_of_state_dict(state_dict, len(self.anchors_mask[0]))
+            width_mult, depth_mult = resolve_scale(self.width_mult, self.depth_mult, state_dict)
+        except (KeyError, ValueError) as err:
+            raise ValueError(f"{self.model_path} is not a YOLOv4 (YoloBody) weights file: {err}") from None
+        if file_classes != self.num_classes:
+            raise ValueError(f"class count mismatch: weights {self.model_path} predict {file_classes} classes "
+                             f"but classes file {self.classes_path} lists {self.num_classes}")
+        model = YoloBody(self.anchors_mask, self.num_classes, width_mult=width_mult, depth_mult=depth_mult)
+        try:
+            model.load_state_dict(state_dict)
+        except RuntimeError as err:
+            raise ValueError(f"weights {self.model_path} do not fit YoloBody(width_mult={width_mult}, "
+                             f"depth_mult={depth_mult}): {str(err).splitlines()[0]}") from None
+        self.width_mult, self.depth_mult = width_mult, depth_mult
+        self.torch_device = resolve_device(self.device)
+        self.net = inference_model(model.eval(), self.torch_device)
+        print(f"{self.model_path} model, anchors, and classes loaded.")
+
+    def _forward(self, images):
+        with torch.inference_mode():
+            return self.net(images.to(self.torch_device))
+
+    def _detect_tensor(self, images, image_shape):
+        with torch.inference_mode():
+            return super()._detect_tensor(images, image_shape)
+
+    def detect_heatmap(self, image, heatmap_save_path):
+        """Save the image overlaid with the highest objectness over anchors and levels per pixel."""
+        images, image_shape, image = self._preprocess(image)
+        heat = self._objectness_map(self._forward(images), image_shape)
+        figure = Figure(figsize=(image.size[0] / 100, image.size[1] / 100), dpi=100)
+        FigureCanvasAgg(figure)
+        axes = figure.add_axes((0, 0, 1, 1))
+        axes.imshow(image)
+        axes.imshow(heat, alpha=0.5, interpolation="nearest", cmap="jet", vmin=0, vmax=1)
+        axes.axis("off")
+        folder = os.path.dirname(heatmap_save_path)
+        if folder:
+            os.makedirs(folder, exist_ok=True)
+        figure.savefig(heatmap_save_path, dpi=200)
+        print("Save to the " + heatmap_save_path)
+
+    def _objectness_map(self, outputs, image_shape):
+        """``(h, w)`` of the image: per pixel the max objectness over anchors and levels, letterbox undone."""
+        (scale_x, scale_y), (offset_x, offset_y) = letterbox_geometry(self.input_shape, image_shape,
+                                                                       self.letterbox_image)
+        image_h, image_w = image_shape
+        top, left = int(offset_y), int(offset_x)
+        bottom, right = top + round(image_h * scale_y), left + round(image_w * scale_x)
+        heat = np.zeros(image_shape, dtype=np.float32)
+        for output, mask in zip(outputs, self.anchors_mask):
+            batch, _, height, width = output.shape
+            objectness = torch.sigmoid(output.float().view(batch, len(mask), -1, height, width)[0, :, 4])
+            level = objectness.max(0).values.cpu().numpy()                                   # (H, W)
+            level = cv2.resize(level, (self.input_shape[1], self.input_shape[0]))            # input pixels
+            heat = np.maximum(heat, cv2.resize(level[top:bottom, left:right], (image_w, image_h)))
+        return heat
+
+    def convert_to_onnx(self, simplify, model_path):
+        """Export the fused network to ``model_path`` (input ``images`` 1x3xHxW, outputs ``output0..2``
+        at strides 32, 16, 8, opset 12). ``simplify`` runs onnxsim when it is installed."""
+        if importlib.util.find_spec("onnx") is None:
+            raise RuntimeError("exporting to ONNX needs the 'onnx' package: pip install onnx")
+        import onnx
+
+        dummy = torch.zeros(1, 3, *self.input_shape, device=self.torch_device)
+        folder = os.path.dirname(model_path)
+        if folder:
+            os.makedirs(folder, exist_ok=True)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)   # the TorchScript exporter needs only 'onnx'
+            torch.onnx.export(self.net, (dummy,), model_path, dynamo=False, opset_version=12,
+                              input_names=["images"], output_names=["output0", "output1", "output2"])
+        model_onnx = onnx.load(model_path)
+        onnx.checker.check_model(model_onnx)
+        if simplify:
+            if importlib.util.find_spec("onnxsim") is None:
+                warnings.warn("simplify=True but 'onnxsim' is not installed (pip install onnxsim); "
+                              "the model is saved unsimplified")
+            else:
+                import onnxsim
+
+                model_onnx, ok = onnxsim.simplify(model_onnx)
+                if not ok:
+                    raise RuntimeError(f"onnxsim could not validate the simplified model of {model_path}")
+                onnx.save(model_onnx, model_path)
+        print(f"Onnx model save as {model_path}")
+
+
+class YOLO_ONNX(_Detector):
+    """Runs a model written by ``YOLO.convert_to_onnx`` with onnxruntime (CPU, or CUDA when available)."""
+    _defaults = {
+        # Exported model (predict.py --mode export_onnx writes it).
+        "onnx_path": "model_data/models.onnx",
+        "classes_path": "model_data/sample_classes.txt",
+        "anchors_path": "model_data/yolo_anchors.txt",
+        "anchors_mask": [[6, 7, 8], [3, 4, 5], [0, 1, 2]],
+        # Must equal the exported model's input (h, w).
+        "input_shape": [416, 416],
+        "confidence": 0.5,
+        "nms_iou": 0.3,
+        "letterbox_image": False,
+        "scale_x_y": None,
+    }
+
+    def generate(self):
+        if importlib.util.find_spec("onnxruntime") is None:
+            raise RuntimeError("running an ONNX model needs the 'onnxruntime' package: pip install onnxruntime")
+        import onnxruntime
+
+        if not os.path.isfile(self.onnx_path):
+            raise FileNotFoundError(f"ONNX model not found: {self.onnx_path} "
+                                    "(export one with predict.py --mode export_onnx)")
+        providers = [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider")
+                     if p in onnxruntime.get_available_providers()]
+        self.session = onnxruntime.InferenceSession(self.onnx_path, providers=providers)
+        model_input = self.session.get_inputs()[0]
+        if list(model_input.shape[2:]) != list(self.input_shape):
+            raise ValueError(f"{self.onnx_path} takes input {model_input.shape}, but input_shape is {self.input_shape}")
+        self.input_name = model_input.name
+        print(f"{self.onnx_path} model, anchors, and classes loaded.")
+
+    def _forward(self, images):
+        return [torch.from_numpy(out) for out in self.session.run(None, {self.input_name: images.numpy()})]
