@@ -32,7 +32,7 @@ classes_path = 'model_data/sample_classes.txt'    # where the class names are wr
 
 _CLASS_NAMES = ("circle", "square", "triangle", "star")
 _IMAGE_SIDE = (224, 384)        # range of image width and height, pixels
-_OBJECT_SCALE = (0.08, 0.5)     # object size as a fraction of the shorter image side (log-uniform)
+_OBJECT_SCALE = (0.15, 0.5)     # object size as a fraction of the shorter image side (log-uniform)
 _DIFFICULT_SCALE = (0.03, 0.045)
 _DIFFICULT_PROBABILITY = 0.12   # chance that an image gets one extra tiny, difficult object
 _MAX_OBJECTS = 5
