@@ -12,12 +12,15 @@ from nets.CSPdarknet import STAGE_BLOCKS, STAGE_CHANNELS, darknet53, scale_depth
 
 
 def conv2d(filter_in, filter_out, kernel_size, stride=1):
-    """Conv (no bias) -> BN -> LeakyReLU(0.1), the neck's building block."""
+    """Conv (no bias) -> BN -> LeakyReLU(0.1), the neck's building block.
+
+    The activation works in place: BN's backward needs its input, not its output, so this saves a
+    copy per layer (a few percent of a CPU training step)."""
     pad = (kernel_size - 1) // 2 if kernel_size else 0
     return nn.Sequential(OrderedDict([
         ("conv", nn.Conv2d(filter_in, filter_out, kernel_size, stride, pad, bias=False)),
         ("bn", nn.BatchNorm2d(filter_out)),
-        ("relu", nn.LeakyReLU(0.1)),
+        ("relu", nn.LeakyReLU(0.1, inplace=True)),
     ]))
 
 

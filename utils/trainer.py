@@ -2,6 +2,7 @@
 
 ``train(config)`` takes the resolved settings of train.py as a dict.
 """
+import copy
 import functools
 import math
 import os
@@ -17,10 +18,11 @@ from nets.yolo import YoloBody, resolve_scale
 from nets.yolo_training import YOLOLoss, get_lr_scheduler, set_optimizer_lr, weights_init
 from utils import distributed as dist_utils
 from utils.callbacks import RunLog, evaluate_map
-from utils.checkpoint import describe_load, load_matching, load_state_dict_file
+from utils.checkpoint import atomic_save, describe_load, load_matching, load_state_dict_file
 from utils.dataloader import YoloDataset, worker_init_fn, yolo_dataset_collate
 from utils.ema import ModelEMA, unwrap
 from utils.optim import build_optimizer, scaled_learning_rates
+from utils.run_metadata import read_metadata, write_metadata
 from utils.resume import TrainingState, find_resume_checkpoint, load_training_state, save_training_state
 from utils.utils import get_anchors, get_classes, resolve_device, seed_everything, show_config
 from utils.utils_fit import NonFiniteLossError, train_one_epoch, validate
@@ -53,64 +55,137 @@ def _train(cfg, rank, world_size, device, main_process, argv):
     if cfg.fp16 and device.type != "cuda":
         warnings.warn("fp16=True needs CUDA; training in float32 on the CPU.")
     seed_everything(cfg.seed + rank)
-    class_names, num_classes = get_classes(cfg.classes_path)
-    anchors, _ = get_anchors(cfg.anchors_path)
-    train_lines, val_lines = _training_lists(cfg, class_names, main_process)
-
-    model, load_note = _build_model(cfg, num_classes, state)
-    if main_process:
-        show_config(**vars(cfg), num_classes=num_classes, resolved_device=str(device), world_size=world_size,
-                    num_train=len(train_lines), num_val=len(val_lines))
-        if load_note:
-            print(load_note)
-    model = model.to(device)
-    loss_fn = YOLOLoss(anchors, num_classes, cfg.input_shape, device.type == "cuda", cfg.anchors_mask,
-                       cfg.label_smoothing, cfg.focal_loss, cfg.focal_alpha, cfg.focal_gamma, cfg.iou_type)
-    model_train = _wrap_for_training(model, cfg, device)
-    ema = ModelEMA(model) if cfg.ema else None
-    scaler = torch.amp.GradScaler("cuda", enabled=cfg.fp16 and device.type == "cuda")
-
-    first_frozen = cfg.Freeze_Train and state.epoch < cfg.Freeze_Epoch
-    phase = _Phase(cfg, model, train_lines, val_lines, num_classes, world_size, rank, main_process)
-    optimizer = build_optimizer(model, cfg.optimizer_type, phase.configure(first_frozen), cfg.momentum,
-                                cfg.weight_decay)
-    state.restore(model, ema, optimizer, scaler)
-
-    run_log = RunLog(cfg.save_dir, vars(cfg), resume_run_dir=state.run_dir, resume_epoch=state.epoch) \
-        if main_process else None
-    state.run_dir = run_log.run_dir if run_log else None
+    run = _build_run(cfg, state, rank, world_size, device, main_process)
     _install_sigterm_handler()
     epoch = state.epoch
     try:
         for epoch in range(state.epoch, cfg.UnFreeze_Epoch):
-            frozen = cfg.Freeze_Train and epoch < cfg.Freeze_Epoch
-            if frozen != phase.frozen:
-                phase.configure(frozen)
-            set_optimizer_lr(optimizer, phase.lr_fn, epoch)
-            phase.start_epoch(epoch)
-            stats = train_one_epoch(model_train, loss_fn, phase.train_loader, optimizer, device, ema=ema,
-                                    scaler=scaler, fp16=cfg.fp16, epoch=epoch, epochs=cfg.UnFreeze_Epoch,
-                                    show_progress=main_process)
-            eval_model = ema.ema if ema else unwrap(model_train)
-            val = validate(eval_model, loss_fn, phase.val_loader, device, fp16=cfg.fp16, show_progress=main_process)
-            metrics = _maybe_evaluate(cfg, epoch, eval_model, phase, anchors, num_classes, device, main_process)
-            state.epoch = epoch + 1
-            if main_process:
-                _end_of_epoch(cfg, state, epoch, stats, val, metrics, eval_model, run_log, phase, model, ema,
-                              optimizer, scaler)
-            dist_utils.barrier()
+            _run_epoch(cfg, run, epoch)
     except KeyboardInterrupt:
         if main_process:
-            path = save_training_state(cfg.save_dir, state, vars(cfg), model, ema, optimizer, scaler, interrupted=True)
+            path = save_training_state(cfg.save_dir, state, vars(cfg), run.model, run.ema, run.optimizer,
+                                       run.scaler, interrupted=True)
             print(f"\nInterrupted during epoch {epoch + 1}. Saved {path}; continue with: python train.py --resume True")
         return 130
-    if cfg.distributed and not dist_utils.weights_checksum_agree(unwrap(model_train)):
-        raise RuntimeError("model weights differ between ranks at the end of training")
-    if main_process:
-        if cfg.distributed:
-            print(f"Weights identical on all {world_size} ranks.")
-        print(f"Done. Weights in {cfg.save_dir}/, logs in {state.run_dir}/")
+    _finish(cfg, run)
     return 0
+
+
+def _build_run(cfg, state, rank, world_size, device, main_process):
+    """Everything a run trains with, in one namespace: data, model, loss, optimizer, EMA, logs."""
+    run = SimpleNamespace(state=state, device=device, main_process=main_process, world_size=world_size)
+    run.class_names, run.num_classes = get_classes(cfg.classes_path)
+    run.anchors, _ = get_anchors(cfg.anchors_path)
+    train_lines, val_lines = _training_lists(cfg, run.class_names, main_process)
+    model, load_note = _build_model(cfg, run.num_classes, state)
+    if main_process:
+        show_config(**vars(cfg), num_classes=run.num_classes, resolved_device=str(device), world_size=world_size,
+                    num_train=len(train_lines), num_val=len(val_lines))
+        if load_note:
+            print(load_note)
+    # channels_last: oneDNN's CPU convolutions then skip a layout conversion per layer (bench_train_step.py).
+    run.model = model.to(device, memory_format=torch.channels_last if device.type == "cpu" else torch.contiguous_format)
+    run.loss_fn = YOLOLoss(run.anchors, run.num_classes, cfg.input_shape, device.type == "cuda", cfg.anchors_mask,
+                           cfg.label_smoothing, cfg.focal_loss, cfg.focal_alpha, cfg.focal_gamma, cfg.iou_type)
+    run.model_train = _wrap_for_training(run.model, cfg, device)
+    run.ema = ModelEMA(run.model) if cfg.ema else None
+    run.scaler = torch.amp.GradScaler("cuda", enabled=cfg.fp16 and device.type == "cuda")
+    run.phase = _Phase(cfg, run.model, train_lines, val_lines, run.num_classes, world_size, rank, main_process)
+    first_lr = run.phase.configure(cfg.Freeze_Train and state.epoch < cfg.Freeze_Epoch)
+    run.optimizer = build_optimizer(run.model, cfg.optimizer_type, first_lr, cfg.momentum, cfg.weight_decay)
+    state.restore(run.model, run.ema, run.optimizer, run.scaler)
+    run.log = RunLog(cfg.save_dir, vars(cfg), resume_run_dir=state.run_dir, resume_epoch=state.epoch) \
+        if main_process else None
+    state.run_dir = run.log.run_dir if run.log else None
+    return run
+
+
+def _run_epoch(cfg, run, epoch):
+    """Train, validate, maybe evaluate mAP, then log and save (main process) one epoch."""
+    frozen = cfg.Freeze_Train and epoch < cfg.Freeze_Epoch
+    if frozen != run.phase.frozen:
+        run.phase.configure(frozen)
+    set_optimizer_lr(run.optimizer, run.phase.lr_fn, epoch)
+    run.phase.start_epoch(epoch)
+    stats = train_one_epoch(run.model_train, run.loss_fn, run.phase.train_loader, run.optimizer, run.device,
+                            ema=run.ema, scaler=run.scaler, fp16=cfg.fp16, epoch=epoch, epochs=cfg.UnFreeze_Epoch,
+                            show_progress=run.main_process)
+    eval_model = run.ema.ema if run.ema else unwrap(run.model_train)
+    val = validate(eval_model, run.loss_fn, run.phase.val_loader, run.device, fp16=cfg.fp16,
+                   show_progress=run.main_process)
+    last = epoch + 1 == cfg.UnFreeze_Epoch
+    metrics = None
+    if cfg.eval_flag and run.main_process and ((epoch + 1) % cfg.eval_period == 0 or last):
+        metrics = _evaluate(cfg, run, eval_model)
+    run.state.epoch = epoch + 1
+    if run.main_process:
+        _end_of_epoch(cfg, run, epoch, stats, val, metrics, eval_model)
+    dist_utils.barrier()
+
+
+def _evaluate(cfg, run, model):
+    return evaluate_map(model, run.phase.val_dataset, run.anchors, cfg.anchors_mask, run.num_classes,
+                        cfg.input_shape, run.device, batch_size=max(1, run.phase.val_loader.batch_size))
+
+
+def _end_of_epoch(cfg, run, epoch, stats, val, metrics, eval_model):
+    """Log the epoch, save weight files (+ metadata) and the resumable checkpoint (main process only)."""
+    row = run.log.add_epoch(epoch + 1, run.optimizer.param_groups[0]["lr"], stats, val, metrics,
+                            skipped_files=run.phase.train_dataset.skipped)
+    weights = eval_model.state_dict()
+    paths = [os.path.join(cfg.save_dir, "last_epoch_weights.pth")]
+    if (epoch + 1) % cfg.save_period == 0 or epoch + 1 == cfg.UnFreeze_Epoch:
+        paths.append(os.path.join(cfg.save_dir, f"ep{epoch + 1:03d}-loss{stats['loss']:.3f}-val_loss{val['loss']:.3f}.pth"))
+    if run.state.is_best(row, cfg.eval_flag):
+        paths.append(os.path.join(cfg.save_dir, "best_epoch_weights.pth"))
+        print(f"Saved best weights ({run.state.best_description()}).")
+    for path in paths:
+        atomic_save(weights, path)
+        write_metadata(path, _weights_metadata(cfg, run, epoch + 1, metrics))
+    save_training_state(cfg.save_dir, run.state, vars(cfg), run.model, run.ema, run.optimizer, run.scaler)
+    print(run.log.summary_line(row))
+
+
+def _weights_metadata(cfg, run, epoch, metrics):
+    """What inference needs to use a weights file, how it was trained, and its validation results."""
+    meta = {"class_names": run.class_names, "anchors": run.anchors.tolist(), "anchors_mask": cfg.anchors_mask,
+            "input_shape": cfg.input_shape, "width_mult": cfg.width_mult, "depth_mult": cfg.depth_mult,
+            "focal_loss": cfg.focal_loss, "focal_alpha": cfg.focal_alpha, "focal_gamma": cfg.focal_gamma,
+            "epoch": epoch}
+    if metrics is not None:
+        meta.update(_calibration(metrics))
+    return meta
+
+
+def _calibration(metrics):
+    """Validation mAP and the best-F1 score threshold (None where no detection made it defined)."""
+    def number(value):
+        return None if value is None or not math.isfinite(value) else float(value)
+    return {"val_map50": number(metrics["map50"]), "val_map50_95": number(metrics["map50_95"]),
+            "score_threshold": number(metrics["f1_threshold"]), "val_f1": number(metrics["f1"]),
+            "val_precision_at_f1": number(metrics["precision_at_f1"]),
+            "val_recall_at_f1": number(metrics["recall_at_f1"])}
+
+
+def _finish(cfg, run):
+    """Calibrate the best weights' score threshold if no evaluation did; check DDP ranks agree."""
+    if cfg.distributed and not dist_utils.weights_checksum_agree(unwrap(run.model_train)):
+        raise RuntimeError("model weights differ between ranks at the end of training")
+    if not run.main_process:
+        return
+    best = os.path.join(cfg.save_dir, "best_epoch_weights.pth")
+    meta = read_metadata(best)
+    if meta and meta.get("score_threshold") is None and len(run.phase.val_dataset):
+        model = copy.deepcopy(unwrap(run.model))
+        model.load_state_dict(load_state_dict_file(best))
+        meta.update(_calibration(_evaluate(cfg, run, model)))
+        write_metadata(best, {k: v for k, v in meta.items() if k != "format"})
+    if meta.get("score_threshold") is not None:
+        print(f"Calibrated score threshold (best F1 on validation): {meta['score_threshold']:.4f} "
+              f"-> stored in {os.path.basename(best)[:-4]}.json; predict.py uses it unless --confidence is given.")
+    if cfg.distributed:
+        print(f"Weights identical on all {run.world_size} ranks.")
+    print(f"Done. Weights in {cfg.save_dir}/, logs in {run.state.run_dir}/")
 
 
 def _check_settings(cfg):
@@ -215,7 +290,7 @@ class _Phase:
         self.main_process = main_process
         common = dict(input_shape=cfg.input_shape, num_classes=num_classes, epoch_length=cfg.UnFreeze_Epoch,
                       mosaic=cfg.mosaic, mixup=cfg.mixup, mosaic_prob=cfg.mosaic_prob, mixup_prob=cfg.mixup_prob,
-                      special_aug_ratio=cfg.special_aug_ratio, seed=cfg.seed, rank=rank)
+                      special_aug_ratio=cfg.special_aug_ratio, seed=cfg.seed, rank=rank, scale_range=cfg.scale_range)
         self.train_dataset = YoloDataset(train_lines, train=True, **common)
         self.val_dataset = YoloDataset(val_lines, train=False, **common)
         self.frozen = None
@@ -260,32 +335,6 @@ class _Phase:
     def start_epoch(self, epoch):
         self.train_dataset.set_epoch(epoch)
         self.train_sampler.set_epoch(epoch)
-
-
-def _maybe_evaluate(cfg, epoch, eval_model, phase, anchors, num_classes, device, main_process):
-    last = epoch + 1 == cfg.UnFreeze_Epoch
-    if not (cfg.eval_flag and main_process and ((epoch + 1) % cfg.eval_period == 0 or last)):
-        return None
-    return evaluate_map(eval_model, phase.val_dataset, anchors, cfg.anchors_mask, num_classes, cfg.input_shape,
-                        device, batch_size=max(1, phase.val_loader.batch_size))
-
-
-def _end_of_epoch(cfg, state, epoch, stats, val, metrics, eval_model, run_log, phase, model, ema, optimizer, scaler):
-    """Log the epoch, save weight files and the resumable checkpoint (main process only)."""
-    row = run_log.add_epoch(epoch + 1, optimizer.param_groups[0]["lr"], stats, val, metrics,
-                            skipped_files=phase.train_dataset.skipped)
-    weights = eval_model.state_dict()
-    from utils.checkpoint import atomic_save
-
-    atomic_save(weights, os.path.join(cfg.save_dir, "last_epoch_weights.pth"))
-    if (epoch + 1) % cfg.save_period == 0 or epoch + 1 == cfg.UnFreeze_Epoch:
-        atomic_save(weights, os.path.join(cfg.save_dir, f"ep{epoch + 1:03d}-loss{stats['loss']:.3f}"
-                                                        f"-val_loss{val['loss']:.3f}.pth"))
-    if state.is_best(row, cfg.eval_flag):
-        atomic_save(weights, os.path.join(cfg.save_dir, "best_epoch_weights.pth"))
-        print(f"Saved best weights ({state.best_description()}).")
-    save_training_state(cfg.save_dir, state, vars(cfg), model, ema, optimizer, scaler)
-    print(run_log.summary_line(row))
 
 
 def _install_sigterm_handler():
