@@ -15,7 +15,7 @@ import sys
 import numpy as np
 from tqdm import tqdm
 
-from utils.config import resolve_config
+from utils.config import command_line_names, resolve_config
 from utils.dataset_check import parse_voc_xml
 from utils.plots import plot_ap_bars, plot_confusion_matrix, plot_pr_curves
 from utils.utils import get_classes
@@ -169,8 +169,12 @@ def print_table(metrics):
     print(f"best F1 {best['f1']:.3f} at score {best['threshold']} (P {best['precision']:.3f}, R {best['recall']:.3f})")
 
 
-def write_detections(config, image_ids, class_names):
-    yolo = YOLO(**{k: config[k] for k in YOLO._defaults})
+# YOLO settings this script always passes (its own values); others only when given on the command line.
+_OWN_YOLO_SETTINGS = ("classes_path", "confidence", "nms_iou")
+
+
+def write_detections(config, image_ids, class_names, given):
+    yolo = YOLO(**{k: config[k] for k in YOLO._defaults if k in given or k in _OWN_YOLO_SETTINGS})
 
     vis_dir = os.path.join(config["map_out_path"], "images-optional")
     for image_id in tqdm(image_ids, desc="detections"):
@@ -192,14 +196,17 @@ def write_ground_truth(config, image_ids, class_names):
     print("Get ground truth result done.")
 
 
-def main(config):
+def main(config, given=None):
+    """Run ``map_mode``; ``given``: setting names from the command line (YOLO settings not given and not
+    this script's own come from yolo.py's defaults or the weights' run metadata, e.g. the input size)."""
+    given = set(config) if given is None else given
     class_names, _ = get_classes(config["classes_path"])
     if config["map_mode"] not in (0, 1, 2, 3, 4):
         raise SystemExit(f"error: --map_mode must be 0, 1, 2, 3 or 4, got {config['map_mode']!r}")
     if config["map_mode"] in (0, 1, 2):
         image_ids = read_image_ids(config["VOCdevkit_path"], config["image_set"])
     if config["map_mode"] in (0, 1):
-        write_detections(config, image_ids, class_names)
+        write_detections(config, image_ids, class_names, given)
     if config["map_mode"] in (0, 2):
         write_ground_truth(config, image_ids, class_names)
     if config["map_mode"] in (0, 3, 4):
@@ -219,4 +226,4 @@ def settings(argv):
 
 
 if __name__ == "__main__":
-    main(settings(sys.argv[1:]))
+    main(settings(sys.argv[1:]), given=command_line_names(sys.argv[1:]))

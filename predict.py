@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from utils.config import resolve_config
+from utils.config import command_line_names, resolve_config
 from yolo import YOLO, YOLO_ONNX, open_image
 
 mode = "predict"                            # predict, video, fps, dir_predict, heatmap, export_onnx or predict_onnx
@@ -149,8 +149,11 @@ def predict_video(detector, config):
         cv2.destroyAllWindows()
 
 
-def main(config):
-    yolo_settings = {k: config[k] for k in YOLO._defaults}
+def main(config, given=None):
+    """Run the configured mode. ``given``: the names set on the command line; YOLO settings not
+    among them come from yolo.py's defaults or from the weights' run metadata."""
+    given = set(config) if given is None else given
+    yolo_settings = {k: config[k] for k in YOLO._defaults if k in given}
     if config["mode"] == "predict_onnx":
         onnx_settings = {k: v for k, v in yolo_settings.items() if k in YOLO_ONNX._defaults}
         predict_images(YOLO_ONNX(onnx_path=config["onnx_save_path"], **onnx_settings), config)
@@ -182,4 +185,4 @@ def settings(argv):
 
 
 if __name__ == "__main__":
-    main(settings(sys.argv[1:]))
+    main(settings(sys.argv[1:]), given=command_line_names(sys.argv[1:]))

@@ -20,6 +20,7 @@ from PIL import Image, ImageDraw, ImageFont
 from nets.fuse import inference_model
 from nets.yolo import YoloBody, num_classes_of_state_dict, resolve_scale
 from utils.checkpoint import load_state_dict_file
+from utils.run_metadata import metadata_path, read_metadata
 from utils.utils import cvtColor, get_anchors, get_classes, preprocess_input, resize_image, resolve_device, show_config
 from utils.utils_bbox import correct_boxes, decode_outputs, letterbox_geometry, postprocess
 from utils.utils_map import write_map_txt
@@ -102,15 +103,48 @@ class _Detector:
         self.__dict__.update(copy.deepcopy(self._defaults))
         for name, value in kwargs.items():
             setattr(self, name, value)
+        self.metadata = read_metadata(getattr(self, "model_path", "") or "")
+        adopted = self._adopt_metadata(given=set(kwargs))
         if len(self.input_shape) != 2 or any(int(v) != v or v <= 0 or v % 32 for v in self.input_shape):
             raise ValueError(f"input_shape must be [h, w] with positive multiples of 32 (the largest stride), "
                              f"got {self.input_shape}")
         self.input_shape = [int(v) for v in self.input_shape]
-        self.class_names, self.num_classes = get_classes(self.classes_path)
-        self.anchors, self.num_anchors = get_anchors(self.anchors_path)
+        if "class_names" in adopted:
+            self.class_names, self.num_classes = list(self.metadata["class_names"]), len(self.metadata["class_names"])
+        else:
+            self.class_names, self.num_classes = get_classes(self.classes_path)
+        if "anchors" in adopted:
+            self.anchors = np.asarray(self.metadata["anchors"], dtype=np.float32).reshape(-1, 2)
+            self.num_anchors = len(self.anchors)
+        else:
+            self.anchors, self.num_anchors = get_anchors(self.anchors_path)
         self.colors = class_colors(self.num_classes)
         self.generate()
         show_config(**{name: getattr(self, name) for name in self._defaults})
+
+    def _adopt_metadata(self, given):
+        """Take settings the caller did not pass from the weights' run metadata (utils/run_metadata.py).
+
+        The input size, anchors and class names the weights were trained with, and the score threshold
+        calibrated on the validation set (best F1) as ``confidence``. Returns the names adopted.
+        """
+        meta, adopted = self.metadata, []
+        for name in ("input_shape", "anchors_mask"):
+            if name not in given and meta.get(name) is not None and meta[name] != getattr(self, name):
+                setattr(self, name, meta[name])
+                adopted.append(name)
+        if "classes_path" not in given and meta.get("class_names"):
+            adopted.append("class_names")
+        if "anchors_path" not in given and meta.get("anchors"):
+            adopted.append("anchors")
+        if "confidence" not in given and meta.get("score_threshold") is not None:
+            self.confidence = float(meta["score_threshold"])
+            adopted.append("confidence")
+        if adopted:
+            note = ", ".join(f"confidence {self.confidence:.4f} (best F1 on validation)" if name == "confidence"
+                             else name for name in adopted)
+            print(f"Using {note} from {metadata_path(self.model_path)}; pass a setting explicitly to override it.")
+        return adopted
 
     def _preprocess(self, image):
         """``(images (1, 3, H, W) float32 tensor, image_shape (h, w), RGB PIL image)``."""

@@ -108,3 +108,8 @@ def resolve_config(namespace, argv, script_path=None):
     except ConfigError as err:
         print(f"error: {err.message}", file=sys.stderr)
         raise SystemExit(2) from None
+
+
+def command_line_names(argv):
+    """Names of the settings an argument list gives explicitly (``--name=value`` or ``--name value``)."""
+    return {arg[2:].partition("=")[0] for arg in argv if arg.startswith("--") and len(arg) > 2}

@@ -1,0 +1,42 @@
+"""Run metadata stored next to a weights file: ``best_epoch_weights.pth`` -> ``best_epoch_weights.json``.
+
+It records what the weights need at inference (input size, anchors, class names, model scale),
+how they were trained (focal loss settings), their validation metrics and the calibrated score
+threshold (best F1 on the validation set). yolo.py and predict.py use it for settings the user
+does not give, so weights trained at 160 px with 4 classes predict correctly without restating.
+"""
+import json
+import os
+
+FORMAT = "yolov4-pytorch run metadata v1"
+
+
+def metadata_path(weights_path):
+    return os.path.splitext(weights_path)[0] + ".json"
+
+
+def write_metadata(weights_path, metadata):
+    """Write the sidecar atomically (temp file + rename)."""
+    path = metadata_path(weights_path)
+    tmp = path + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump({"format": FORMAT, **metadata}, f, indent=2, sort_keys=True)
+    os.replace(tmp, path)
+    return path
+
+
+def read_metadata(weights_path):
+    """The sidecar's dict, or ``{}`` when there is none; a corrupt sidecar is reported, not fatal."""
+    path = metadata_path(weights_path)
+    if not weights_path or not os.path.isfile(path):
+        return {}
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+    except (OSError, ValueError) as err:
+        print(f"Warning: ignoring unreadable run metadata {path}: {err}")
+        return {}
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        print(f"Warning: ignoring {path}: not a run-metadata file of this repository")
+        return {}
+    return data
