@@ -64,14 +64,17 @@ def broadcast_object(obj, src=0):
 
 
 def weights_checksum_agree(model):
-    """True when every rank holds the same parameters (compares a float64 checksum per rank)."""
+    """True when every rank holds the same parameters (compares a float64 checksum per rank).
+
+    Only parameters: DDP broadcasts BN buffers from rank 0 before each forward, so after the last
+    step each rank's running statistics hold its own last batch (the saved files are rank 0's).
+    """
     if not is_initialized():
         return True
     device = next(model.parameters()).device
     total = torch.zeros(1, dtype=torch.float64, device=device)
-    for i, p in enumerate(model.state_dict().values()):
-        if p.dtype.is_floating_point:
-            total += (p.detach().double() * (1 + (i % 7))).sum()
+    for i, p in enumerate(model.parameters()):
+        total += (p.detach().double() * (1 + (i % 7))).sum()
     gathered = [torch.zeros_like(total) for _ in range(dist.get_world_size())]
     dist.all_gather(gathered, total)
     return all(torch.equal(g, gathered[0]) for g in gathered)

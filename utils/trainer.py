@@ -8,6 +8,7 @@ import math
 import os
 import signal
 import sys
+import traceback
 import warnings
 from types import SimpleNamespace
 
@@ -18,7 +19,8 @@ from nets.yolo import YoloBody, resolve_scale
 from nets.yolo_training import YOLOLoss, get_lr_scheduler, set_optimizer_lr, weights_init
 from utils import distributed as dist_utils
 from utils.callbacks import RunLog, evaluate_map
-from utils.checkpoint import atomic_save, describe_load, load_matching, load_state_dict_file
+from utils.checkpoint import UnsafeWeightsError, atomic_save, describe_load, load_matching, load_state_dict_file
+from utils.dataset_check import DatasetError
 from utils.dataloader import YoloDataset, worker_init_fn, yolo_dataset_collate
 from utils.ema import ModelEMA, unwrap
 from utils.optim import build_optimizer, scaled_learning_rates
@@ -39,6 +41,11 @@ def train(config, argv=()):
         if main_process:
             print(f"\nTraining stopped: {err}\nThe last good checkpoint in {cfg.save_dir} was kept.", file=sys.stderr)
         return 3
+    except (DatasetError, UnsafeWeightsError, FileNotFoundError, ValueError) as err:
+        # Bad input (files, lists, weights, settings): the message names the file and the problem.
+        where = traceback.extract_tb(err.__traceback__)[-1]
+        print(f"error: {err}\n  (raised at {os.path.relpath(where.filename)}:{where.lineno})", file=sys.stderr)
+        return 2
     finally:
         dist_utils.cleanup()
 
@@ -245,8 +252,12 @@ def _training_lists(cfg, class_names, main_process):
 
 def _build_model(cfg, num_classes, state):
     """YoloBody with the configured scale; weights from model_path unless resuming. Returns (model, note)."""
-    weights = load_state_dict_file(cfg.model_path) if cfg.model_path and not state.resuming else None
-    cfg.width_mult, cfg.depth_mult = resolve_scale(cfg.width_mult, cfg.depth_mult, weights)
+    weights = None
+    if cfg.model_path and not state.resuming:
+        weights = load_state_dict_file(cfg.model_path, num_classes=num_classes, anchors_mask=cfg.anchors_mask)
+    # A darknet file is always the full-size network, and a prefix of it may lack the keys the scale is read from.
+    darknet = str(cfg.model_path).endswith(".weights")
+    cfg.width_mult, cfg.depth_mult = resolve_scale(cfg.width_mult, cfg.depth_mult, None if darknet else weights)
     torch.manual_seed(cfg.seed)
     model = YoloBody(cfg.anchors_mask, num_classes, pretrained=cfg.pretrained and not weights,
                      width_mult=cfg.width_mult, depth_mult=cfg.depth_mult)
@@ -279,7 +290,8 @@ def _wrap_for_training(model, cfg, device):
         else:
             model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
     ids = [device.index] if device.type == "cuda" else None
-    return torch.nn.parallel.DistributedDataParallel(model, device_ids=ids, find_unused_parameters=False)
+    # A frozen backbone leaves parameters without gradients, which DDP must be told to expect.
+    return torch.nn.parallel.DistributedDataParallel(model, device_ids=ids, find_unused_parameters=cfg.Freeze_Train)
 
 
 class _Phase:
