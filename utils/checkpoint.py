@@ -5,12 +5,15 @@ pickled objects is refused before any of its code can run.
 """
 import os
 import pickle
+import re
 import tempfile
 
 import torch
 
 # Keys under which a resumable checkpoint keeps weights, in order of preference.
 _WRAPPER_KEYS = ("ema", "model", "state_dict", "model_state_dict")
+# Darknet's file names: full weights, and the leading layers its partial command writes.
+_DARKNET_NAME = re.compile(r"\.(weights|conv\.\d+)$")
 
 
 class UnsafeWeightsError(RuntimeError):
@@ -65,12 +68,25 @@ def extract_state_dict(obj, path="<weights>"):
     raise ValueError(f"{path} holds no state_dict (expected a mapping of parameter names to tensors)")
 
 
-def load_state_dict_file(path, map_location="cpu"):
-    """Read a weights file into a state_dict (``.pth``/``.pt`` or a darknet ``.weights``)."""
-    if str(path).endswith(".weights"):
+def is_darknet_path(path):
+    """Whether ``path`` names a darknet weights file: ``*.weights`` or a partial ``*.conv.<layers>``
+    (darknet's own names, e.g. ``yolov4.weights``, ``yolov4.conv.137``)."""
+    return _DARKNET_NAME.search(str(path)) is not None
+
+
+def load_state_dict_file(path, map_location="cpu", num_classes=None, anchors_mask=None):
+    """Read a weights file into a state_dict (``.pth``/``.pt`` or a darknet file, see ``is_darknet_path``).
+
+    A darknet file names no tensors: it is read onto the CPU against the full YoloBody with
+    ``num_classes`` (required for it) and ``anchors_mask`` (None: YOLOv4's), see utils/darknet.py.
+    """
+    if is_darknet_path(path):
+        if num_classes is None:
+            raise ValueError(f"{path} is a darknet weights file: reading it needs the class count (num_classes), "
+                             f"which sets the size of its prediction convolutions")
         from utils.darknet import read_darknet_weights  # noqa: local import keeps torch-only loads light
 
-        return read_darknet_weights(path)
+        return read_darknet_weights(path, num_classes, anchors_mask)
     return extract_state_dict(safe_load(path, map_location), path)
 
 
