@@ -18,6 +18,7 @@ from tqdm import tqdm
 from utils.config import command_line_names, resolve_config
 from utils.dataset_check import parse_voc_xml
 from utils.plots import plot_ap_bars, plot_confusion_matrix, plot_pr_curves
+from utils.run_metadata import metadata_path, read_metadata, write_metadata
 from utils.utils import get_classes
 from utils.utils_map import VOC_IOU_THRESHOLD, confusion_matrix, evaluate_detections, read_map_txt, write_map_txt
 from yolo import YOLO, as_pil_image, draw_detections, open_image
@@ -217,7 +218,33 @@ def main(config, given=None):
         print_table(metrics)
         label, key = ("COCO mAP@[.5:.95]", "map50_95") if config["map_mode"] == 4 else ("VOC mAP@0.5", "map50")
         print(f"{label} = {_percent(metrics[key])} %")
+        if config["map_mode"] == 0:             # the detections come from model_path in this very run
+            record_calibration(config, metrics)
         print(f"Metrics and plots written to {config['map_out_path']}")
+
+
+def record_calibration(config, metrics):
+    """Print the best-F1 score threshold; on the validation split also store it (with the val mAP) in
+    model_path's run metadata, where YOLO takes it as the default confidence."""
+    best = metrics["best_f1"]
+    if best["threshold"] is None:
+        return
+    print(f"Best-F1 score threshold on '{config['image_set']}': {best['threshold']:.4f} (F1 {best['f1']:.3f})")
+    if config["image_set"] != "val":
+        print("Not stored in the weights' metadata: only the validation split calibrates it (the test split would "
+              "leak test labels into the model's settings); evaluate --image_set val to store one.")
+        return
+    weights_path = config["model_path"]
+    metadata = read_metadata(weights_path)
+    if not metadata:
+        print(f"Not stored: {metadata_path(weights_path)} does not exist (train.py writes it next to the weights).")
+        return
+    metadata.pop("format", None)                  # write_metadata adds it back
+    metadata.update(score_threshold=best["threshold"], val_f1=best["f1"], val_precision_at_f1=best["precision"],
+                    val_recall_at_f1=best["recall"], val_map50=metrics["map50"], val_map50_95=metrics["map50_95"],
+                    score_threshold_source=f"get_map.py image_set=val ({metrics['counts']['images']} images)")
+    print(f"Stored in {write_metadata(weights_path, metadata)}: YOLO and predict.py use it as the confidence "
+          f"unless --confidence is given.")
 
 
 def settings(argv):

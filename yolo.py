@@ -19,7 +19,8 @@ from PIL import Image, ImageDraw, ImageFont
 
 from nets.fuse import inference_model
 from nets.yolo import YoloBody, num_classes_of_state_dict, resolve_scale
-from utils.checkpoint import load_state_dict_file
+from utils.checkpoint import is_darknet_path, load_state_dict_file
+from utils.darknet import DARKNET_SCALE_X_Y
 from utils.run_metadata import metadata_path, read_metadata
 from utils.utils import cvtColor, get_anchors, get_classes, preprocess_input, resize_image, resolve_device, show_config
 from utils.utils_bbox import correct_boxes, decode_outputs, letterbox_geometry, postprocess
@@ -125,8 +126,9 @@ class _Detector:
     def _adopt_metadata(self, given):
         """Take settings the caller did not pass from the weights' run metadata (utils/run_metadata.py).
 
-        The input size, anchors and class names the weights were trained with, and the score threshold
-        calibrated on the validation set (best F1) as ``confidence``. Returns the names adopted.
+        The input size, anchors and class names the weights were trained with, the score threshold
+        calibrated on the validation set (best F1) as ``confidence``, and the centre decoding
+        ``scale_x_y`` (darknet's per level for a darknet file without metadata). Returns the names adopted.
         """
         meta, adopted = self.metadata, []
         for name in ("input_shape", "anchors_mask"):
@@ -140,6 +142,14 @@ class _Detector:
         if "confidence" not in given and meta.get("score_threshold") is not None:
             self.confidence = float(meta["score_threshold"])
             adopted.append("confidence")
+        if "scale_x_y" not in given and meta.get("scale_x_y") is not None:
+            self.scale_x_y = [float(s) for s in meta["scale_x_y"]]
+            adopted.append("scale_x_y")
+        elif "scale_x_y" not in given and is_darknet_path(getattr(self, "model_path", "")):
+            # Darknet-trained heads expect the centre decoding of yolov4.cfg's [yolo] layers.
+            self.scale_x_y = list(DARKNET_SCALE_X_Y)
+            print(f"Using darknet's scale_x_y {self.scale_x_y} (strides 32, 16, 8) for {self.model_path}; "
+                  f"pass scale_x_y to override it.")
         if adopted:
             note = ", ".join(f"confidence {self.confidence:.4f} (best F1 on validation)" if name == "confidence"
                              else name for name in adopted)
@@ -153,14 +163,34 @@ class _Detector:
         images = np.transpose(preprocess_input(np.asarray(resized)), (2, 0, 1))[None]   # (1, 3, H, W)
         return torch.from_numpy(np.ascontiguousarray(images)), (image.size[1], image.size[0]), image
 
+    # Becomes True on an instance once it has printed the note of _note_calibrated_threshold.
+    _calibrated_note_shown = False
+
     def _detect_tensor(self, images, image_shape):
         """Forward + decode + NMS for one preprocessed image; boxes mapped back to ``image_shape``."""
         outputs = self._forward(images)
         decoded = decode_outputs(outputs, self.anchors, self.anchors_mask, self.input_shape, self.scale_x_y)
         detections = postprocess(decoded, self.confidence, self.nms_iou)[0]          # (k, 6)
+        if not len(detections):
+            self._note_calibrated_threshold(decoded)
         boxes = correct_boxes(detections[:, :4], self.input_shape, image_shape, self.letterbox_image)
         return (boxes.cpu().numpy(), detections[:, 4].cpu().numpy(),
                 detections[:, 5].cpu().numpy().astype(np.int64))
+
+    def _note_calibrated_threshold(self, decoded):
+        """Once per instance: when focal-loss weights find no box at a ``confidence`` above their calibrated
+        threshold but would find some at it, say so (``decoded``: this image's ``(1, N, 5+C)``)."""
+        calibrated = self.metadata.get("score_threshold")
+        # A confidence taken from the metadata equals the calibrated one, so a higher one was set by the user.
+        if self._calibrated_note_shown or not self.metadata.get("focal_loss") or calibrated is None \
+                or self.confidence <= calibrated:
+            return
+        found = len(postprocess(decoded, calibrated, self.nms_iou)[0])
+        if found:
+            self._calibrated_note_shown = True
+            print(f"Note: no boxes at confidence {self.confidence}, but {found} at the calibrated {calibrated:.4g} "
+                  f"({metadata_path(self.model_path)}): focal-loss training lowers objectness scores; "
+                  f"drop --confidence to use the calibrated threshold.")
 
     def detect(self, image):
         """Detections of one image (PIL or RGB array): ``(boxes (k, 4) [x1, y1, x2, y2] in image
@@ -245,7 +275,11 @@ class YOLO(_Detector):
 
     def generate(self):
         """Build the network the weight file describes, load it, and keep its inference form as ``self.net``."""
-        state_dict = load_state_dict_file(self.model_path)
+        state_dict = load_state_dict_file(self.model_path, num_classes=self.num_classes,
+                                          anchors_mask=self.anchors_mask)
+        if is_darknet_path(self.model_path) and "yolo_head1.1.weight" not in state_dict:
+            raise ValueError(f"{self.model_path} holds only darknet's leading convolutions, no prediction heads: "
+                             f"it is a starting point for train.py (model_path), not a detector")
         try:
             file_classes = num_classes_of_state_dict(state_dict, len(self.anchors_mask[0]))
             width_mult, depth_mult = resolve_scale(self.width_mult, self.depth_mult, state_dict)

@@ -19,7 +19,8 @@ from nets.yolo import YoloBody, resolve_scale
 from nets.yolo_training import YOLOLoss, get_lr_scheduler, set_optimizer_lr, weights_init
 from utils import distributed as dist_utils
 from utils.callbacks import RunLog, evaluate_map
-from utils.checkpoint import UnsafeWeightsError, atomic_save, describe_load, load_matching, load_state_dict_file
+from utils.checkpoint import (UnsafeWeightsError, atomic_save, describe_load, is_darknet_path, load_matching,
+                              load_state_dict_file)
 from utils.dataset_check import DatasetError
 from utils.dataloader import YoloDataset, worker_init_fn, yolo_dataset_collate
 from utils.ema import ModelEMA, unwrap
@@ -256,8 +257,8 @@ def _build_model(cfg, num_classes, state):
     if cfg.model_path and not state.resuming:
         weights = load_state_dict_file(cfg.model_path, num_classes=num_classes, anchors_mask=cfg.anchors_mask)
     # A darknet file is always the full-size network, and a prefix of it may lack the keys the scale is read from.
-    darknet = str(cfg.model_path).endswith(".weights")
-    cfg.width_mult, cfg.depth_mult = resolve_scale(cfg.width_mult, cfg.depth_mult, None if darknet else weights)
+    shape_source = None if is_darknet_path(cfg.model_path) else weights
+    cfg.width_mult, cfg.depth_mult = resolve_scale(cfg.width_mult, cfg.depth_mult, shape_source)
     torch.manual_seed(cfg.seed)
     model = YoloBody(cfg.anchors_mask, num_classes, pretrained=cfg.pretrained and not weights,
                      width_mult=cfg.width_mult, depth_mult=cfg.depth_mult)
