@@ -18,9 +18,9 @@ from tqdm import tqdm
 from utils.config import command_line_names, resolve_config
 from utils.dataset_check import parse_voc_xml
 from utils.plots import plot_ap_bars, plot_confusion_matrix, plot_pr_curves
-from utils.run_metadata import metadata_path, read_metadata, write_metadata
+from utils.run_metadata import calibration_fields, metadata_path, read_metadata, write_metadata
 from utils.utils import get_classes
-from utils.utils_map import VOC_IOU_THRESHOLD, confusion_matrix, evaluate_detections, read_map_txt, write_map_txt
+from utils.utils_map import confusion_matrix, evaluate_detections, read_map_txt, write_map_txt
 from yolo import YOLO, as_pil_image, draw_detections, open_image
 
 map_mode = 0                               # 0 all, 1 detections only, 2 ground truth only, 3 VOC mAP, 4 COCO mAP
@@ -91,8 +91,9 @@ def _finite(value):
     return None if math.isnan(value) else value
 
 
-def summarize(result, matrix, ground_truths, class_names, score_threshold):
-    """The JSON-ready numbers of an ``evaluate_detections`` result."""
+def summarize(result, matrix, ground_truths, class_names, score_threshold, min_overlap=0.5):
+    """The JSON-ready numbers of an ``evaluate_detections`` result (``map50`` and per-class ``ap50`` are
+    VOC AP at IoU ``min_overlap``, 0.5 unless MINOVERLAP says otherwise)."""
     per_class = {}
     for c, name in enumerate(class_names):
         precision, recall, f1 = _at_score(result, c, score_threshold)
@@ -106,6 +107,7 @@ def summarize(result, matrix, ground_truths, class_names, score_threshold):
     return {
         "map50": _finite(result["map50"]),
         "map50_95": _finite(result["map50_95"]),
+        "min_overlap": min_overlap,
         "map75": _finite(ap75[0][has_gt].mean()) if len(ap75) and has_gt.any() else None,
         "score_threshold": score_threshold,
         "best_f1": {"threshold": _finite(result["f1_threshold"]), "f1": result["f1"],
@@ -123,12 +125,9 @@ def evaluate(ground_truths, detections, class_names, min_overlap=0.5, score_thre
     Returns ``(metrics, result, matrix)``: the ``summarize`` dict, the raw ``evaluate_detections``
     result (curves for plotting) and the confusion matrix at ``score_threshold`` / ``min_overlap``.
     """
-    if not math.isclose(min_overlap, VOC_IOU_THRESHOLD):
-        raise ValueError(f"MINOVERLAP must be {VOC_IOU_THRESHOLD}: utils/utils_map.py matches VOC detections at "
-                         f"that IoU only (got {min_overlap})")
-    result = evaluate_detections(ground_truths, detections, len(class_names))
+    result = evaluate_detections(ground_truths, detections, len(class_names), voc_iou_threshold=min_overlap)
     matrix = confusion_matrix(ground_truths, detections, len(class_names), score_threshold, min_overlap)
-    return summarize(result, matrix, ground_truths, class_names, score_threshold), result, matrix
+    return summarize(result, matrix, ground_truths, class_names, score_threshold, min_overlap), result, matrix
 
 
 def evaluate_model(yolo, samples, min_overlap=0.5, score_threshold=0.5):
@@ -165,7 +164,7 @@ def print_table(metrics):
         print(f"{name:>16} {_percent(row['ap50'])} {_percent(row['ap50_95']):>7} {row['num_gt']:6d} "
               f"{row['num_det']:7d} {_percent(row['precision'])} {_percent(row['recall'])} {_percent(row['f1'])}")
     best = metrics["best_f1"]
-    print(f"mAP@0.5 = {_percent(metrics['map50'])} %   mAP@[.5:.95] = {_percent(metrics['map50_95'])} %   "
+    print(f"mAP@{metrics['min_overlap']:g} = {_percent(metrics['map50'])} %   mAP@[.5:.95] = {_percent(metrics['map50_95'])} %   "
           f"mAP@0.75 = {_percent(metrics['map75'])} %")
     print(f"best F1 {best['f1']:.3f} at score {best['threshold']} (P {best['precision']:.3f}, R {best['recall']:.3f})")
 
@@ -216,23 +215,23 @@ def main(config, given=None):
                                            config["score_threhold"])
         write_report(config["map_out_path"], metrics, result, matrix, class_names)
         print_table(metrics)
-        label, key = ("COCO mAP@[.5:.95]", "map50_95") if config["map_mode"] == 4 else ("VOC mAP@0.5", "map50")
+        label, key = ("COCO mAP@[.5:.95]", "map50_95") if config["map_mode"] == 4 else (f"VOC mAP@{config['MINOVERLAP']:g}", "map50")
         print(f"{label} = {_percent(metrics[key])} %")
         if config["map_mode"] == 0:             # the detections come from model_path in this very run
-            record_calibration(config, metrics)
+            record_calibration(config, metrics, result)
         print(f"Metrics and plots written to {config['map_out_path']}")
 
 
-def record_calibration(config, metrics):
+def record_calibration(config, metrics, result):
     """Print the best-F1 score threshold; on the validation split also store it (with the val mAP) in
     model_path's run metadata, where YOLO takes it as the default confidence."""
     best = metrics["best_f1"]
     if best["threshold"] is None:
         return
     print(f"Best-F1 score threshold on '{config['image_set']}': {best['threshold']:.4f} (F1 {best['f1']:.3f})")
-    if config["image_set"] != "val":
-        print("Not stored in the weights' metadata: only the validation split calibrates it (the test split would "
-              "leak test labels into the model's settings); evaluate --image_set val to store one.")
+    if config["image_set"] != "val" or config["MINOVERLAP"] != 0.5:
+        print("Not stored in the weights' metadata: only the validation split at MINOVERLAP 0.5 calibrates it (the "
+              "test split would leak test labels into the model's settings); evaluate --image_set val to store one.")
         return
     weights_path = config["model_path"]
     metadata = read_metadata(weights_path)
@@ -240,8 +239,7 @@ def record_calibration(config, metrics):
         print(f"Not stored: {metadata_path(weights_path)} does not exist (train.py writes it next to the weights).")
         return
     metadata.pop("format", None)                  # write_metadata adds it back
-    metadata.update(score_threshold=best["threshold"], val_f1=best["f1"], val_precision_at_f1=best["precision"],
-                    val_recall_at_f1=best["recall"], val_map50=metrics["map50"], val_map50_95=metrics["map50_95"],
+    metadata.update(calibration_fields(result),
                     score_threshold_source=f"get_map.py image_set=val ({metrics['counts']['images']} images)")
     print(f"Stored in {write_metadata(weights_path, metadata)}: YOLO and predict.py use it as the confidence "
           f"unless --confidence is given.")

@@ -133,5 +133,16 @@ def test_clear_errors(dataset):
         get_map.image_path_of(dataset["voc"], "missing_id")
     with pytest.raises(ValueError, match="missing_id.xml"):
         get_map.ground_truth_of(dataset["voc"], "missing_id", CLASSES)
-    with pytest.raises(ValueError, match="MINOVERLAP"):
-        get_map.evaluate({}, {}, CLASSES, min_overlap=0.75)
+
+
+def test_minoverlap_sets_the_voc_match_threshold():
+    # Ground truth 0..10 x 0..10; the detection 0..10 x 0..6 overlaps it with IoU 60 / 100 = 0.6:
+    # a true positive at MINOVERLAP 0.5 (AP 1), a false positive at 0.75 (AP 0).
+    ground_truths = {"a": np.array([[0, 0, 10, 10, 0]], dtype=np.float64)}
+    detections = {"a": np.array([[0, 0, 10, 6, 0.9, 0]], dtype=np.float64)}
+    at_half = get_map.evaluate(ground_truths, detections, CLASSES[:1], min_overlap=0.5)[0]
+    at_075 = get_map.evaluate(ground_truths, detections, CLASSES[:1], min_overlap=0.75)[0]
+    assert at_half["map50"] == 1.0 and at_075["map50"] == 0.0
+    assert at_075["min_overlap"] == 0.75
+    with pytest.raises(ValueError, match="voc_iou_threshold"):
+        get_map.evaluate(ground_truths, detections, CLASSES[:1], min_overlap=1.5)

@@ -111,12 +111,12 @@ def _pair_overlaps(det_boxes, gt_boxes):
     return inter / np.maximum(det_area + gt_area - inter, _TINY), inter / np.maximum(det_area, _TINY)
 
 
-def _voc_match(flat, det, gt, iou):
-    """VOC devkit matching at one threshold. Each detection targets its highest-IoU ground truth of
+def _voc_match(flat, det, gt, iou, threshold):
+    """VOC devkit matching at IoU ``threshold``. Each detection targets its highest-IoU ground truth of
     its class (already matched or not; ties -> first gt). It is a TP when it is the highest-scoring
     detection targeting a non-difficult gt, ignored when the target is difficult, else an FP.
     Returns ``(tp, ignored)`` bool ``(D,)``."""
-    keep = iou >= VOC_IOU_THRESHOLD
+    keep = iou >= threshold
     det, gt, iou = det[keep], gt[keep], iou[keep]
     order = np.lexsort((gt, -iou, det))
     det, gt = det[order], gt[order]
@@ -217,10 +217,12 @@ def _best_f1(flat, tp, ignored, total_gt):
             "precision_at_f1": float(precision[best]), "recall_at_f1": float(recall[best])}
 
 
-def evaluate_detections(ground_truths, detections, num_classes, iou_thresholds=None, max_dets=100):
+def evaluate_detections(ground_truths, detections, num_classes, iou_thresholds=None, max_dets=100,
+                        voc_iou_threshold=VOC_IOU_THRESHOLD):
     """VOC and COCO box AP plus the best-F1 point. See the module docstring for the input layout.
 
-    ``map50`` (VOC2010+, all-point AP at IoU >= 0.5, as upstream's get_map.py): detections of a class
+    ``map50`` (VOC2010+, all-point AP at IoU >= ``voc_iou_threshold``, default 0.5, as upstream's
+    get_map.py with its MINOVERLAP): detections of a class
     sorted by score over all images, matched as in ``_voc_match``; detections on difficult gts are
     dropped; AP is averaged over classes with at least one non-difficult gt.
 
@@ -242,11 +244,13 @@ def evaluate_detections(ground_truths, detections, num_classes, iou_thresholds=N
         raise ValueError(f"iou_thresholds must be a non-empty list of values in (0, 1], got {iou_thresholds}")
     if max_dets < 1:
         raise ValueError(f"max_dets must be at least 1, got {max_dets}")
+    if not 0 < voc_iou_threshold <= 1:
+        raise ValueError(f"voc_iou_threshold must be in (0, 1], got {voc_iou_threshold}")
     flat = _Flat(ground_truths, detections, num_classes)
     det, gt = _pairs_sharing_key(flat.det_image * num_classes + flat.det_class,
                                  flat.gt_image * num_classes + flat.gt_class)
     iou, inter_over_det = _pair_overlaps(flat.det_boxes[det], flat.gt_boxes[gt])
-    voc_tp, voc_ignored = _voc_match(flat, det, gt, iou)
+    voc_tp, voc_ignored = _voc_match(flat, det, gt, iou, voc_iou_threshold)
     in_top = flat.det_rank(flat.det_image * num_classes + flat.det_class) < max_dets
     pair_in_top = in_top[det]
     coco_overlap = np.where(flat.gt_difficult[gt], inter_over_det, iou)[pair_in_top]
