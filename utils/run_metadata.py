@@ -6,6 +6,7 @@ threshold (best F1 on the validation set). yolo.py and predict.py use it for set
 does not give, so weights trained at 160 px with 4 classes predict correctly without restating.
 """
 import json
+import math
 import os
 
 FORMAT = "yolov4-pytorch run metadata v1"
@@ -40,3 +41,14 @@ def read_metadata(weights_path):
         print(f"Warning: ignoring {path}: not a run-metadata file of this repository")
         return {}
     return data
+
+
+def calibration_fields(result):
+    """Metadata keys from an ``evaluate_detections`` result on the validation set: its mAPs and the
+    best-F1 score threshold with its F1, precision and recall (None where undefined, e.g. no detections)."""
+    def number(value):
+        return None if value is None or not math.isfinite(value) else float(value)
+    return {"val_map50": number(result["map50"]), "val_map50_95": number(result["map50_95"]),
+            "score_threshold": number(result["f1_threshold"]), "val_f1": number(result["f1"]),
+            "val_precision_at_f1": number(result["precision_at_f1"]),
+            "val_recall_at_f1": number(result["recall_at_f1"])}

@@ -25,7 +25,7 @@ from utils.dataset_check import DatasetError
 from utils.dataloader import YoloDataset, worker_init_fn, yolo_dataset_collate
 from utils.ema import ModelEMA, unwrap
 from utils.optim import build_optimizer, scaled_learning_rates
-from utils.run_metadata import read_metadata, write_metadata
+from utils.run_metadata import calibration_fields, read_metadata, write_metadata
 from utils.resume import TrainingState, find_resume_checkpoint, load_training_state, save_training_state
 from utils.utils import get_anchors, get_classes, resolve_device, seed_everything, show_config
 from utils.utils_fit import NonFiniteLossError, train_one_epoch, validate
@@ -161,18 +161,8 @@ def _weights_metadata(cfg, run, epoch, metrics):
             "focal_loss": cfg.focal_loss, "focal_alpha": cfg.focal_alpha, "focal_gamma": cfg.focal_gamma,
             "epoch": epoch}
     if metrics is not None:
-        meta.update(_calibration(metrics))
+        meta.update(calibration_fields(metrics))
     return meta
-
-
-def _calibration(metrics):
-    """Validation mAP and the best-F1 score threshold (None where no detection made it defined)."""
-    def number(value):
-        return None if value is None or not math.isfinite(value) else float(value)
-    return {"val_map50": number(metrics["map50"]), "val_map50_95": number(metrics["map50_95"]),
-            "score_threshold": number(metrics["f1_threshold"]), "val_f1": number(metrics["f1"]),
-            "val_precision_at_f1": number(metrics["precision_at_f1"]),
-            "val_recall_at_f1": number(metrics["recall_at_f1"])}
 
 
 def _finish(cfg, run):
@@ -186,7 +176,7 @@ def _finish(cfg, run):
     if meta and meta.get("score_threshold") is None and len(run.phase.val_dataset):
         model = copy.deepcopy(unwrap(run.model))
         model.load_state_dict(load_state_dict_file(best))
-        meta.update(_calibration(_evaluate(cfg, run, model)))
+        meta.update(calibration_fields(_evaluate(cfg, run, model)))
         write_metadata(best, {k: v for k, v in meta.items() if k != "format"})
     if meta.get("score_threshold") is not None:
         print(f"Calibrated score threshold (best F1 on validation): {meta['score_threshold']:.4f} "
