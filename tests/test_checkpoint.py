@@ -71,6 +71,13 @@ def test_atomic_save_interrupted_before_rename_keeps_old_file(tmp_path, monkeypa
     assert os.listdir(tmp_path) == ["ckpt.pth"]          # no temp file left behind
 
 
+def test_atomic_save_gives_the_mode_a_plain_open_would(tmp_path):
+    atomic_save({"w": torch.zeros(1)}, str(tmp_path / "w.pth"))
+    with open(tmp_path / "plain", "wb"):
+        pass
+    assert os.stat(tmp_path / "w.pth").st_mode & 0o777 == os.stat(tmp_path / "plain").st_mode & 0o777
+
+
 def test_load_matching_reports_other_class_count():
     source = YoloBody(MASK, 80, width_mult=0.25, depth_mult=0.33).state_dict()
     target = YoloBody(MASK, 3, width_mult=0.25, depth_mult=0.33)

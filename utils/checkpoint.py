@@ -20,6 +20,15 @@ class UnsafeWeightsError(RuntimeError):
     """The file holds pickled objects other than tensors and plain containers."""
 
 
+def _current_umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _current_umask()
+
+
 def atomic_save(obj, path):
     """``torch.save`` to a temporary file in the same folder, fsync, then rename over ``path``.
 
@@ -29,6 +38,7 @@ def atomic_save(obj, path):
     os.makedirs(folder, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=os.path.basename(path) + ".", suffix=".tmp", dir=folder)
     try:
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the file the mode open() would
         with os.fdopen(fd, "wb") as f:
             torch.save(obj, f)
             f.flush()
