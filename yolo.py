@@ -126,13 +126,14 @@ class _Detector:
     def _adopt_metadata(self, given):
         """Take settings the caller did not pass from the weights' run metadata (utils/run_metadata.py).
 
-        The input size, anchors and class names the weights were trained with, the score threshold
+        The input size, anchors, class names and model scale the weights were trained with, the score threshold
         calibrated on the validation set (best F1) as ``confidence``, and the centre decoding
         ``scale_x_y`` (darknet's per level for a darknet file without metadata). Returns the names adopted.
         """
         meta, adopted = self.metadata, []
-        for name in ("input_shape", "anchors_mask"):
-            if name not in given and meta.get(name) is not None and meta[name] != getattr(self, name):
+        for name in ("input_shape", "anchors_mask", "width_mult", "depth_mult"):
+            if (name not in given and hasattr(self, name) and meta.get(name) is not None
+                    and meta[name] != getattr(self, name)):
                 setattr(self, name, meta[name])
                 adopted.append(name)
         if "classes_path" not in given and meta.get("class_names"):
@@ -372,19 +373,11 @@ class YOLO(_Detector):
 
 class YOLO_ONNX(_Detector):
     """Runs a model written by ``YOLO.convert_to_onnx`` with onnxruntime (CPU, or CUDA when available)."""
-    _defaults = {
-        # Exported model (predict.py --mode export_onnx writes it).
-        "onnx_path": "model_data/models.onnx",
-        "classes_path": "model_data/sample_classes.txt",
-        "anchors_path": "model_data/yolo_anchors.txt",
-        "anchors_mask": [[6, 7, 8], [3, 4, 5], [0, 1, 2]],
-        # Must equal the exported model's input (h, w).
-        "input_shape": [416, 416],
-        "confidence": 0.5,
-        "nms_iou": 0.3,
-        "letterbox_image": False,
-        "scale_x_y": None,
-    }
+    # YOLO's decoding settings (input_shape must equal the exported model's input), plus the ONNX file
+    # that predict.py --mode export_onnx writes.
+    _defaults = {"onnx_path": "model_data/models.onnx",
+                 **{key: YOLO._defaults[key] for key in ("classes_path", "anchors_path", "anchors_mask", "input_shape",
+                                                         "confidence", "nms_iou", "letterbox_image", "scale_x_y")}}
 
     def generate(self):
         if importlib.util.find_spec("onnxruntime") is None:

@@ -144,3 +144,12 @@ def test_get_map_without_sidecar_stores_nothing(files, tmp_path, capsys):
     get_map.main(get_map.settings(argv), given=get_map.command_line_names(argv))
     assert "best_epoch_weights.json does not exist" in capsys.readouterr().out
     assert read_metadata(files["weights"]) == {}
+
+
+def test_model_scale_comes_from_metadata_when_not_given(files, capsys):
+    # depth_mult 0.33 and 0.37 give the same block counts: the shapes alone cannot tell which one was
+    # trained, the metadata can.
+    write_metadata(files["weights"], {"width_mult": 0.125, "depth_mult": 0.33, "input_shape": [64, 64]})
+    yolo = YOLO(model_path=files["weights"], classes_path=files["classes"], anchors_path=ANCHORS_PATH, device="cpu")
+    assert (yolo.width_mult, yolo.depth_mult) == (0.125, 0.33)
+    assert "width_mult, depth_mult" in capsys.readouterr().out
