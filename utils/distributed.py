@@ -21,7 +21,9 @@ def setup(device_setting):
                            "torchrun --nproc_per_node=2 train.py --distributed True")
     rank, world_size = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
     local_rank = int(os.environ.get("LOCAL_RANK", 0))
-    use_cuda = device_setting in ("auto", "cuda", "", None) and torch.cuda.is_available()
+    # Any CUDA setting ("cuda", "cuda:1") means one GPU per rank: torchrun's LOCAL_RANK picks it.
+    wants_cuda = device_setting in ("auto", "", None) or str(device_setting).startswith("cuda")
+    use_cuda = wants_cuda and torch.cuda.is_available()
     if use_cuda:
         torch.cuda.set_device(local_rank)
         device = torch.device("cuda", local_rank)
