@@ -22,7 +22,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__)))) 
 from nets.focal_loss import sigmoid_focal_loss  # noqa: E402
 from utils.config import resolve_config  # noqa: E402
 
-output_path = "model_data/focal_curves.png"   # PNG to write
+output_path = "docs/focal_curves.png"         # PNG to write (the README embeds this one)
 gammas = [0, 0.5, 1, 2, 5]                    # focusing parameters to draw, one curve each
 
 # alpha_t of a positive is alpha: with alpha = 0.5, dividing by 0.5 leaves the unweighted loss.

@@ -1,7 +1,7 @@
 """Generate the small shapes dataset shipped in VOCdevkit/VOC2007, so a fresh clone trains offline.
 
 Images of 224-384 px per side show 1-5 filled shapes (circle, square, triangle, star) of random
-colour, size 8-50% of the shorter side, rotation and mild stretch, on varied backgrounds
+colour, size 15-50% of the shorter side, rotation and mild stretch, on varied backgrounds
 (gradients, smooth colour noise, stripes, checkers, flat noise) with clutter that is not an object
 (lines, arcs, scribbles, thin bars, irregular blobs), so a detector has to learn the shapes
 rather than "anything non-flat". Objects overlap little and contrast with what lies under them.
