@@ -1,6 +1,5 @@
 """Safe loading, atomic saving and key/shape-matched loading (utils/checkpoint.py)."""
 import os
-import pickle
 
 import pytest
 import torch
@@ -12,24 +11,8 @@ from utils.checkpoint import (UnsafeWeightsError, atomic_save, describe_load, ex
 MASK = [[6, 7, 8], [3, 4, 5], [0, 1, 2]]
 
 
-class _Payload:
-    """Unpickling this object creates a marker file: stands for arbitrary code execution."""
-
-    def __init__(self, marker):
-        self.marker = marker
-
-    def __reduce__(self):
-        return (open, (self.marker, "w"))
-
-
-def write_malicious_pth(path, marker):
-    with open(path, "wb") as f:
-        pickle.dump({"backbone.conv1.conv.weight": _Payload(str(marker))}, f)
-
-
-def test_malicious_pickle_is_refused_and_never_runs(tmp_path):
-    bad, marker = tmp_path / "evil.pth", tmp_path / "pwned"
-    write_malicious_pth(bad, marker)
+def test_malicious_pickle_is_refused_and_never_runs(malicious_weights):
+    bad, marker = malicious_weights
     with pytest.raises(UnsafeWeightsError, match="arbitrary code"):
         load_state_dict_file(str(bad))
     assert not marker.exists()

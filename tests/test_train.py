@@ -2,7 +2,6 @@
 import csv
 import json
 import os
-import pickle
 import signal
 import socket
 import subprocess
@@ -169,18 +168,8 @@ def test_nothing_usable_stops_with_a_clear_message(tmp_path, lists):
     assert "Traceback" not in result.stderr
 
 
-class _Marker:
-    def __init__(self, path):
-        self.path = path
-
-    def __reduce__(self):
-        return (open, (self.path, "w"))
-
-
-def test_malicious_weights_are_refused_by_train_and_predict(tmp_path, lists):
-    evil, marker = tmp_path / "evil.pth", tmp_path / "code_ran"
-    with open(evil, "wb") as f:
-        pickle.dump({"backbone.conv1.conv.weight": _Marker(str(marker))}, f)
+def test_malicious_weights_are_refused_by_train_and_predict(tmp_path, lists, malicious_weights):
+    evil, marker = malicious_weights
     result = run_train([*TINY, *lists, "--model_path", str(evil), "--UnFreeze_Epoch", "1",
                         "--save_dir", str(tmp_path / "logs")])
     assert result.returncode != 0
