@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from nets.CSPdarknet import Mish  # noqa: E402
+from nets.fuse import replace_mish  # noqa: E402
 from nets.yolo import YoloBody  # noqa: E402
 from nets.yolo_training import YOLOLoss  # noqa: E402
 from utils.optim import build_optimizer  # noqa: E402
@@ -42,14 +42,6 @@ def make_batch(batch, size, num_classes, boxes, generator):
 class UpstreamMish(torch.nn.Module):
     def forward(self, x):
         return x * torch.tanh(F.softplus(x))
-
-
-def with_upstream_mish(model):
-    for module in list(model.modules()):
-        for name, child in module.named_children():
-            if isinstance(child, Mish):
-                setattr(module, name, UpstreamMish())
-    return model
 
 
 def time_steps(model, loss_fn, optimizer, images, targets, steps):
@@ -84,7 +76,7 @@ def main():
         model = YoloBody(MASK, args.classes, width_mult=args.width, depth_mult=args.depth).train()
         x = images
         if variant == "upstream_mish":
-            model = with_upstream_mish(model)
+            model = replace_mish(model, UpstreamMish)
         if variant == "channels_last":
             model = model.to(memory_format=torch.channels_last)
             x = images.contiguous(memory_format=torch.channels_last)

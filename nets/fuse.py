@@ -58,12 +58,14 @@ class InferenceMish(nn.Module):
         return half_n.reciprocal_().add_(1).reciprocal_().mul_(x)  # h / (h + 1) = 1 / (1 + 1/h), times x
 
 
-def replace_mish(model):
-    """Swap every ``Mish`` child of ``model`` for ``InferenceMish`` in place; returns ``model``."""
+def replace_mish(model, replacement=None):
+    """Swap every ``Mish`` child of ``model`` for ``replacement()`` (default ``InferenceMish``) in place;
+    returns ``model``."""
+    replacement = replacement or InferenceMish
     for module in list(model.modules()):
         for name, child in module.named_children():
             if isinstance(child, Mish):
-                setattr(module, name, InferenceMish())
+                setattr(module, name, replacement())
     return model
 
 
