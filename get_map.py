@@ -1,145 +1,38 @@
 """Evaluate a trained YOLOv4 on a VOC image set (upstream's get_map.py, with this project's metrics).
 
-map_mode 0 writes detections and ground truth to ``map_out/`` (upstream's ``detection-results/``
-and ``ground-truth/`` text files) and evaluates them; 1 and 2 write only one side; 3 evaluates
-existing files (VOC mAP@0.5 headline); 4 the same with the COCO-style mAP@[.5:.95] headline,
-computed natively (no pycocotools). Evaluation writes ``metrics.json``, per-class PR curves, an AP
-bar chart and a confusion matrix, and prints a table. Any ``YOLO._defaults`` key can be overridden too:
+map_mode 0 detects on the image set and scores the detections in memory with utils/evaluation.py, the
+evaluation training uses (same preprocessing, float boxes, XML ground truth with difficult objects ignored), so
+``--image_set val`` reports the mAP the training log shows for the same weights. It also writes upstream's
+``map_out/detection-results/`` and ``ground-truth/`` text files (integer boxes) for other tools. 1 and 2 write
+only one side; 3 scores existing text files (VOC mAP@0.5 headline), 4 the same with the COCO-style mAP@[.5:.95]
+headline (no pycocotools). Scoring writes ``metrics.json``, per-class PR curves, an AP bar chart and a confusion
+matrix, and prints a table. Any ``YOLO._defaults`` key can be overridden too:
     python get_map.py --model_path logs/best_epoch_weights.pth --input_shape "[320, 320]"
 """
 import json
-import math
 import os
 import sys
 
-import numpy as np
 from tqdm import tqdm
 
 from utils.config import command_line_names, resolve_config
-from utils.dataset_check import parse_voc_xml
+from utils.evaluation import EVAL_CONFIDENCE, EVAL_NMS_IOU, evaluate_model, samples_from_voc, score
 from utils.plots import plot_ap_bars, plot_confusion_matrix, plot_pr_curves
 from utils.run_metadata import calibration_fields, metadata_path, read_metadata, write_metadata
 from utils.utils import get_classes
-from utils.utils_map import confusion_matrix, evaluate_detections, read_map_txt, write_map_txt
-from yolo import YOLO, as_pil_image, draw_detections, open_image
+from utils.utils_map import read_map_txt, write_map_txt
+from yolo import YOLO, draw_detections, open_image
 
 map_mode = 0                               # 0 all, 1 detections only, 2 ground truth only, 3 VOC mAP, 4 COCO mAP
 classes_path = "model_data/sample_classes.txt"  # class names, one per line
 MINOVERLAP = 0.5                           # IoU a detection needs to be a true positive (VOC mAP)
-confidence = 0.001                         # detections kept down to this score, so PR curves are complete
-nms_iou = 0.5                              # NMS IoU for the evaluated detections
+confidence = EVAL_CONFIDENCE               # detections kept down to this score, so PR curves are complete
+nms_iou = EVAL_NMS_IOU                     # NMS IoU for the evaluated detections
 score_threhold = 0.5                       # (upstream's spelling) score where precision/recall/F1 are reported
 map_vis = False                            # also save images with their detections >= score_threhold drawn
 VOCdevkit_path = "VOCdevkit"               # dataset root holding VOC2007/
 map_out_path = "map_out"                   # output folder
 image_set = "test"                         # which VOC2007/ImageSets/Main/<image_set>.txt to evaluate
-
-_IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
-
-
-def read_image_ids(voc_path, image_set_name):
-    path = os.path.join(voc_path, "VOC2007", "ImageSets", "Main", image_set_name + ".txt")
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"image set list not found: {path} (run voc_annotation.py, or set --image_set)")
-    with open(path, encoding="utf-8") as f:
-        ids = [line.split()[0] for line in f if line.strip()]
-    if not ids:
-        raise ValueError(f"image set list {path} names no images")
-    return ids
-
-
-def image_path_of(voc_path, image_id):
-    """``JPEGImages/<id>.<ext>`` for the first image extension present."""
-    stem = os.path.join(voc_path, "VOC2007", "JPEGImages", image_id)
-    for ext in _IMAGE_EXTENSIONS:
-        for candidate in (stem + ext, stem + ext.upper()):
-            if os.path.isfile(candidate):
-                return candidate
-    extensions = ",".join(ext[1:] for ext in _IMAGE_EXTENSIONS)
-    raise FileNotFoundError(f"no image for id {image_id!r}: none of {stem}.{{{extensions}}} exists")
-
-
-def ground_truth_of(voc_path, image_id, class_names):
-    """``(n, 6)`` rows ``[x1, y1, x2, y2, class, difficult]`` from the image's VOC XML; objects of
-    other classes are left out (as upstream)."""
-    xml_path = os.path.join(voc_path, "VOC2007", "Annotations", image_id + ".xml")
-    annotation = parse_voc_xml(xml_path, class_names)
-    if not annotation.ok:
-        reason = annotation.problems[0].reason.split(";")[0]         # drop the "; image skipped" of a scan
-        raise ValueError(f"cannot read the ground truth of {image_id!r}: {xml_path}: {reason}")
-    classes = [class_names.index(name) for name in annotation.names]
-    return np.column_stack([annotation.boxes, classes, annotation.difficult]).astype(np.float64).reshape(-1, 6)
-
-
-def detection_rows(boxes, scores, classes):
-    """``detect()``'s arrays as ``(k, 6)`` rows ``[x1, y1, x2, y2, score, class]``."""
-    return np.column_stack([boxes, scores, classes]).astype(np.float64).reshape(-1, 6)
-
-
-def _at_score(result, c, threshold):
-    """Precision, recall and F1 of class ``c`` keeping detections with score >= ``threshold``."""
-    kept = int(np.sum(np.asarray(result["scores"][c]) >= threshold))
-    if not kept:
-        return 0.0, 0.0, 0.0
-    precision, recall = float(result["precision"][c][kept - 1]), float(result["recall"][c][kept - 1])
-    return precision, recall, 2 * precision * recall / max(precision + recall, 1e-12)
-
-
-def _finite(value):
-    """JSON has no NaN: a NaN becomes null."""
-    value = float(value)
-    return None if math.isnan(value) else value
-
-
-def summarize(result, matrix, ground_truths, class_names, score_threshold, min_overlap=0.5):
-    """The JSON-ready numbers of an ``evaluate_detections`` result (``map50`` and per-class ``ap50`` are
-    VOC AP at IoU ``min_overlap``, 0.5 unless MINOVERLAP says otherwise)."""
-    per_class = {}
-    for c, name in enumerate(class_names):
-        precision, recall, f1 = _at_score(result, c, score_threshold)
-        per_class[name] = {"ap50": _finite(result["ap50"][c]), "ap50_95": _finite(result["ap50_95"][c]),
-                           "num_gt": int(result["num_gt"][c]), "num_det": int(result["num_det"][c]),
-                           "precision": precision, "recall": recall, "f1": f1}
-    difficult = sum(int(np.sum(rows[:, 5] != 0)) for rows in ground_truths.values() if rows.shape[1] == 6)
-    thresholds = np.asarray(result["iou_thresholds"])
-    ap75 = result["ap"][np.isclose(thresholds, 0.75)]
-    has_gt = np.asarray(result["num_gt"]) > 0
-    return {
-        "map50": _finite(result["map50"]),
-        "map50_95": _finite(result["map50_95"]),
-        "min_overlap": min_overlap,
-        "map75": _finite(ap75[0][has_gt].mean()) if len(ap75) and has_gt.any() else None,
-        "score_threshold": score_threshold,
-        "best_f1": {"threshold": _finite(result["f1_threshold"]), "f1": result["f1"],
-                    "precision": result["precision_at_f1"], "recall": result["recall_at_f1"]},
-        "classes": per_class,
-        "counts": {"images": len(ground_truths), "ground_truths": int(np.sum(result["num_gt"])),
-                   "difficult": difficult, "detections": int(np.sum(result["num_det"]))},
-        "confusion_matrix": matrix.tolist(),
-    }
-
-
-def evaluate(ground_truths, detections, class_names, min_overlap=0.5, score_threshold=0.5):
-    """Metrics of ``detections`` against ``ground_truths`` (dicts image id -> rows, see utils/utils_map.py).
-
-    Returns ``(metrics, result, matrix)``: the ``summarize`` dict, the raw ``evaluate_detections``
-    result (curves for plotting) and the confusion matrix at ``score_threshold`` / ``min_overlap``.
-    """
-    result = evaluate_detections(ground_truths, detections, len(class_names), voc_iou_threshold=min_overlap)
-    matrix = confusion_matrix(ground_truths, detections, len(class_names), score_threshold, min_overlap)
-    return summarize(result, matrix, ground_truths, class_names, score_threshold, min_overlap), result, matrix
-
-
-def evaluate_model(yolo, samples, min_overlap=0.5, score_threshold=0.5):
-    """Run ``yolo.detect`` on each ``(image path or image, ground truth rows (n, 5|6))`` of ``samples``
-    and return the ``summarize`` metrics dict. Everything stays in memory (no map_out files), so
-    box coordinates are not truncated to integers as in the text files."""
-    ground_truths, detections = {}, {}
-    for index, (image, ground_truth) in enumerate(samples):
-        image = open_image(image) if isinstance(image, (str, os.PathLike)) else as_pil_image(image)
-        ground_truths[index] = np.asarray(ground_truth, dtype=np.float64)
-        detections[index] = detection_rows(*yolo.detect(image))
-    return evaluate(ground_truths, detections, yolo.class_names, min_overlap, score_threshold)[0]
 
 
 def write_report(out_path, metrics, result, matrix, class_names):
@@ -173,56 +66,82 @@ def print_table(metrics):
 _OWN_YOLO_SETTINGS = ("classes_path", "confidence", "nms_iou")
 
 
-def write_detections(config, image_ids, class_names, given):
-    yolo = YOLO(**{k: config[k] for k in YOLO._defaults if k in given or k in _OWN_YOLO_SETTINGS})
+def build_yolo(config, given):
+    return YOLO(**{k: config[k] for k in YOLO._defaults if k in given or k in _OWN_YOLO_SETTINGS})
 
+
+def read_samples(config, class_names):
+    """The image set's images with their XML ground truth (utils/evaluation.py); problems are printed."""
+    samples, report = samples_from_voc(config["VOCdevkit_path"], config["image_set"], class_names)
+    if report.problems:
+        report.print(title=f"image set '{config['image_set']}'")
+    return samples
+
+
+def write_detection_files(config, samples, detections, yolo):
+    """``detection-results/<id>.txt`` per image (upstream's integer format, for other tools), and with map_vis
+    the images with their detections >= score_threhold drawn."""
     vis_dir = os.path.join(config["map_out_path"], "images-optional")
-    for image_id in tqdm(image_ids, desc="detections"):
-        image = open_image(image_path_of(config["VOCdevkit_path"], image_id))
-        boxes, scores, classes = yolo.get_map_txt(image_id, image, class_names, config["map_out_path"])
+    for sample, rows in zip(samples, detections):
+        write_map_txt(config["map_out_path"], sample.image_id, None, rows, yolo.class_names)
         if config["map_vis"]:
-            confident = scores >= config["score_threhold"]
-            drawn = draw_detections(image.convert("RGB"), boxes[confident], scores[confident], classes[confident],
-                                    yolo.class_names, yolo.colors, thickness=2)
+            confident = rows[rows[:, 4] >= config["score_threhold"]]
+            drawn = draw_detections(open_image(sample.image_path).convert("RGB"), confident[:, :4], confident[:, 4],
+                                    confident[:, 5].astype(int), yolo.class_names, yolo.colors, thickness=2)
             os.makedirs(vis_dir, exist_ok=True)
-            drawn.save(os.path.join(vis_dir, image_id + ".png"))
+            drawn.save(os.path.join(vis_dir, sample.image_id + ".png"))
     print("Get predict result done.")
 
 
-def write_ground_truth(config, image_ids, class_names):
-    for image_id in tqdm(image_ids, desc="ground truth"):
-        rows = ground_truth_of(config["VOCdevkit_path"], image_id, class_names)
-        write_map_txt(config["map_out_path"], image_id, rows, None, class_names)
+def write_ground_truth(config, samples, class_names):
+    for sample in samples:
+        write_map_txt(config["map_out_path"], sample.image_id, sample.ground_truth, None, class_names)
     print("Get ground truth result done.")
+
+
+def report_metrics(config, metrics, result, matrix, class_names):
+    write_report(config["map_out_path"], metrics, result, matrix, class_names)
+    print_table(metrics)
+    label, key = (("COCO mAP@[.5:.95]", "map50_95") if config["map_mode"] == 4
+                  else (f"VOC mAP@{config['MINOVERLAP']:g}", "map50"))
+    print(f"{label} = {_percent(metrics[key])} %")
+    print(f"Metrics and plots written to {config['map_out_path']}")
 
 
 def main(config, given=None):
     """Run ``map_mode``; ``given``: setting names from the command line (YOLO settings not given and not
     this script's own come from yolo.py's defaults or the weights' run metadata, e.g. the input size)."""
     given = set(config) if given is None else given
-    class_names, _ = get_classes(config["classes_path"])
     if config["map_mode"] not in (0, 1, 2, 3, 4):
         raise SystemExit(f"error: --map_mode must be 0, 1, 2, 3 or 4, got {config['map_mode']!r}")
-    if config["map_mode"] in (0, 1, 2):
-        image_ids = read_image_ids(config["VOCdevkit_path"], config["image_set"])
     if config["map_mode"] in (0, 1):
-        write_detections(config, image_ids, class_names, given)
-    if config["map_mode"] in (0, 2):
-        write_ground_truth(config, image_ids, class_names)
-    if config["map_mode"] in (0, 3, 4):
+        # The model's own evaluation: detections computed once, in memory, by utils/evaluation.py; the
+        # map_out text files are written from them, and the metric never reads them back.
+        yolo = build_yolo(config, given)
+        samples = read_samples(config, yolo.class_names)
+        evaluation = evaluate_model(yolo.net, samples, yolo.decoding, yolo.class_names, yolo.torch_device,
+                                    config["MINOVERLAP"], config["score_threhold"], config["confidence"],
+                                    config["nms_iou"], progress=lambda batches: tqdm(batches, desc="detections"))
+        write_detection_files(config, samples, evaluation.detections, yolo)
+        if config["map_mode"] == 0:
+            write_ground_truth(config, samples, yolo.class_names)
+            report_metrics(config, *evaluation[:3], yolo.class_names)
+            record_calibration(config, evaluation.metrics, evaluation.result, yolo)
+    elif config["map_mode"] == 2:
+        class_names, _ = get_classes(config["classes_path"])
+        write_ground_truth(config, read_samples(config, class_names), class_names)
+    else:
+        # Files written by map_mode 1 / 2 or by another tool: integer pixel boxes, so this can differ slightly
+        # from map_mode 0, which scores the float boxes in memory.
+        class_names, _ = get_classes(config["classes_path"])
         ground_truths, detections = read_map_txt(config["map_out_path"], class_names)
-        metrics, result, matrix = evaluate(ground_truths, detections, class_names, config["MINOVERLAP"],
-                                           config["score_threhold"])
-        write_report(config["map_out_path"], metrics, result, matrix, class_names)
-        print_table(metrics)
-        label, key = ("COCO mAP@[.5:.95]", "map50_95") if config["map_mode"] == 4 else (f"VOC mAP@{config['MINOVERLAP']:g}", "map50")
-        print(f"{label} = {_percent(metrics[key])} %")
-        if config["map_mode"] == 0:             # the detections come from model_path in this very run
-            record_calibration(config, metrics, result)
-        print(f"Metrics and plots written to {config['map_out_path']}")
+        print(f"Scoring the text files in {config['map_out_path']}/ (integer boxes); map_mode 0 scores the model's "
+              f"float boxes and is the figure training reports.")
+        report_metrics(config, *score(ground_truths, detections, class_names, config["MINOVERLAP"],
+                                      config["score_threhold"]), class_names)
 
 
-def record_calibration(config, metrics, result):
+def record_calibration(config, metrics, result, yolo):
     """Print the best-F1 score threshold; on the validation split also store it (with the val mAP) in
     model_path's run metadata, where YOLO takes it as the default confidence."""
     best = metrics["best_f1"]
@@ -239,7 +158,7 @@ def record_calibration(config, metrics, result):
         print(f"Not stored: {metadata_path(weights_path)} does not exist (train.py writes it next to the weights).")
         return
     metadata.pop("format", None)                  # write_metadata adds it back
-    metadata.update(calibration_fields(result),
+    metadata.update(calibration_fields(result, yolo.decoding.preprocessing()),
                     score_threshold_source=f"get_map.py image_set=val ({metrics['counts']['images']} images)")
     print(f"Stored in {write_metadata(weights_path, metadata)}: YOLO and predict.py use it as the confidence "
           f"unless --confidence is given.")

@@ -12,7 +12,7 @@ import sys
 import numpy as np
 
 from utils.config import resolve_config
-from utils.dataset_check import parse_voc_xml
+from utils.voc import parse_voc_xml
 
 input_shape = [416, 416]                                # network input [height, width] the anchors are for
 anchors_num = 9                                         # number of anchors (9 for YOLOv4's three levels)

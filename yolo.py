@@ -22,8 +22,10 @@ from nets.yolo import YoloBody, num_classes_of_state_dict, resolve_scale
 from utils.checkpoint import is_darknet_path, load_state_dict_file
 from utils.darknet import DARKNET_SCALE_X_Y
 from utils.run_metadata import metadata_path, read_metadata
-from utils.utils import cvtColor, get_anchors, get_classes, preprocess_input, resize_image, resolve_device, show_config
-from utils.utils_bbox import correct_boxes, decode_outputs, letterbox_geometry, postprocess
+from utils.evaluation import LETTERBOX_IMAGE, Decoding, detections_from_outputs
+from utils.preprocess import network_input, open_image, rgb_array  # noqa: F401 (open_image: predict/get_map use it)
+from utils.utils import get_anchors, get_classes, resolve_device, show_config
+from utils.utils_bbox import decode_outputs, letterbox_geometry, postprocess
 from utils.utils_map import write_map_txt
 
 # Folder detect_image(crop=True) writes crops to, as upstream.
@@ -37,26 +39,8 @@ def class_colors(num_classes):
 
 
 def as_pil_image(image):
-    """A PIL image from a PIL image or an ``(H, W, 3)`` / ``(H, W)`` uint8 RGB numpy array."""
-    if isinstance(image, Image.Image):
-        return image
-    if isinstance(image, np.ndarray):
-        if image.dtype != np.uint8 or image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] not in (3, 4)):
-            raise ValueError(f"expected a uint8 RGB array (H, W, 3), got dtype {image.dtype} shape {image.shape}")
-        return Image.fromarray(np.ascontiguousarray(image))
-    raise TypeError(f"expected a PIL image or a numpy RGB array, got {type(image).__name__}")
-
-
-def open_image(path):
-    """The image file at ``path`` (stored pixels: EXIF orientation is not applied); clear errors."""
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"image not found: {path}")
-    try:
-        image = Image.open(path)
-        image.load()
-    except OSError as err:
-        raise ValueError(f"cannot read image {path}: {err}") from None
-    return image
+    """A PIL RGB image from a PIL image or an ``(H, W, 3)`` / ``(H, W)`` uint8 RGB numpy array."""
+    return image if isinstance(image, Image.Image) else Image.fromarray(rgb_array(image))
 
 
 def pixel_boxes(boxes, image_size):
@@ -131,7 +115,8 @@ class _Detector:
         ``scale_x_y`` (darknet's per level for a darknet file without metadata). Returns the names adopted.
         """
         meta, adopted = self.metadata, []
-        for name in ("input_shape", "anchors_mask", "width_mult", "depth_mult"):
+        self._warn_preprocessing_differs(given)
+        for name in ("input_shape", "anchors_mask", "width_mult", "depth_mult", "letterbox_image"):
             if (name not in given and hasattr(self, name) and meta.get(name) is not None
                     and meta[name] != getattr(self, name)):
                 setattr(self, name, meta[name])
@@ -157,12 +142,27 @@ class _Detector:
             print(f"Using {note} from {metadata_path(self.model_path)}; pass a setting explicitly to override it.")
         return adopted
 
+    def _warn_preprocessing_differs(self, given):
+        """Warn when the caller's ``letterbox_image`` is not the one the weights were validated and calibrated with."""
+        recorded = self.metadata.get("letterbox_image")
+        if "letterbox_image" in given and recorded is not None and bool(self.letterbox_image) != bool(recorded):
+            warnings.warn(f"letterbox_image={self.letterbox_image} differs from the letterbox_image={recorded} that "
+                          f"{self.model_path} was validated with (its val mAP and calibrated score threshold in "
+                          f"{metadata_path(self.model_path)}); detections and mAP will differ from those figures.",
+                          stacklevel=4)
+
     def _preprocess(self, image):
-        """``(images (1, 3, H, W) float32 tensor, image_shape (h, w), RGB PIL image)``."""
-        image = cvtColor(as_pil_image(image))
-        resized = resize_image(image, (self.input_shape[1], self.input_shape[0]), self.letterbox_image)
-        images = np.transpose(preprocess_input(np.asarray(resized)), (2, 0, 1))[None]   # (1, 3, H, W)
-        return torch.from_numpy(np.ascontiguousarray(images)), (image.size[1], image.size[0]), image
+        """``(images (1, 3, H, W) float32 tensor, image_shape (h, w), RGB PIL image)``, made by the one
+        preprocessing of utils/preprocess.py (the evaluation's)."""
+        rgb = rgb_array(image)
+        chw, image_shape = network_input(rgb, self.input_shape, self.letterbox_image)
+        return torch.from_numpy(chw)[None], image_shape, Image.fromarray(rgb)
+
+    @property
+    def decoding(self):
+        """How this detector turns images into inputs and outputs into boxes (utils/evaluation.py)."""
+        return Decoding(self.anchors, tuple(map(tuple, self.anchors_mask)), tuple(self.input_shape),
+                        bool(self.letterbox_image), None if self.scale_x_y is None else tuple(self.scale_x_y))
 
     # Becomes True on an instance once it has printed the note of _note_calibrated_threshold.
     _calibrated_note_shown = False
@@ -170,22 +170,22 @@ class _Detector:
     def _detect_tensor(self, images, image_shape):
         """Forward + decode + NMS for one preprocessed image; boxes mapped back to ``image_shape``."""
         outputs = self._forward(images)
-        decoded = decode_outputs(outputs, self.anchors, self.anchors_mask, self.input_shape, self.scale_x_y)
-        detections = postprocess(decoded, self.confidence, self.nms_iou)[0]          # (k, 6)
+        detections = detections_from_outputs(outputs, self.decoding, [image_shape], self.confidence,
+                                             self.nms_iou)[0]                           # (k, 6)
         if not len(detections):
-            self._note_calibrated_threshold(decoded)
-        boxes = correct_boxes(detections[:, :4], self.input_shape, image_shape, self.letterbox_image)
-        return (boxes.cpu().numpy(), detections[:, 4].cpu().numpy(),
+            self._note_calibrated_threshold(outputs)
+        return (detections[:, :4].cpu().numpy(), detections[:, 4].cpu().numpy(),
                 detections[:, 5].cpu().numpy().astype(np.int64))
 
-    def _note_calibrated_threshold(self, decoded):
+    def _note_calibrated_threshold(self, outputs):
         """Once per instance: when focal-loss weights find no box at a ``confidence`` above their calibrated
-        threshold but would find some at it, say so (``decoded``: this image's ``(1, N, 5+C)``)."""
+        threshold but would find some at it, say so (``outputs``: this image's head outputs)."""
         calibrated = self.metadata.get("score_threshold")
         # A confidence taken from the metadata equals the calibrated one, so a higher one was set by the user.
         if self._calibrated_note_shown or not self.metadata.get("focal_loss") or calibrated is None \
                 or self.confidence <= calibrated:
             return
+        decoded = decode_outputs(outputs, self.anchors, self.anchors_mask, self.input_shape, self.scale_x_y)
         found = len(postprocess(decoded, calibrated, self.nms_iou)[0])
         if found:
             self._calibrated_note_shown = True
@@ -223,6 +223,8 @@ class _Detector:
     def _save_crops(image, boxes):
         os.makedirs(CROP_DIR, exist_ok=True)
         for i, box in enumerate(pixel_boxes(boxes, image.size)):
+            if box[2] <= box[0] or box[3] <= box[1]:
+                continue                                    # narrower than a pixel: nothing to save
             image.crop(tuple(box.tolist())).save(os.path.join(CROP_DIR, f"crop_{i}.png"))
             print(f"save crop_{i}.png to {CROP_DIR}")
 
@@ -263,8 +265,9 @@ class YOLO(_Detector):
         "confidence": 0.5,
         # IoU above which NMS drops the lower-scored box of the same class.
         "nms_iou": 0.3,
-        # Resize without distortion (grey borders) instead of stretching.
-        "letterbox_image": False,
+        # Resize without distortion (grey borders) instead of stretching: what training validates with
+        # (the weights' metadata says which their calibrated threshold was measured with).
+        "letterbox_image": LETTERBOX_IMAGE,
         # 'auto' (CUDA when available), 'cpu' or 'cuda:N'.
         "device": "auto",
         # Network scale; None reads it from the weight file's tensor shapes.

@@ -16,7 +16,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from nets.yolo_training import YOLOLoss  # noqa: E402
-from utils.boxes import aligned_ciou, box_iou, cxcywh_to_xyxy, wh_iou  # noqa: E402
+from nets.boxes import aligned_ciou, box_iou, cxcywh_to_xyxy, wh_iou  # noqa: E402
 from utils.utils import get_anchors  # noqa: E402
 
 

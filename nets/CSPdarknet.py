@@ -4,6 +4,7 @@ Module registration order equals darknet's convolution order in ``yolov4.cfg`` s
 darknet ``.weights`` files can be read sequentially into ``named_modules()``.
 """
 import math
+import os
 
 import torch
 import torch.nn as nn
@@ -134,8 +135,10 @@ def darknet53(pretrained, *, width_mult=1.0, depth_mult=1.0):
     channels = [scale_width(c, width_mult) for c in (STEM_CHANNELS, *STAGE_CHANNELS)]
     model = CSPDarkNet(layers, channels)
     if pretrained:
-        from utils.checkpoint import load_state_dict_file  # local import: nets/ stays importable alone
-
         path = pretrained if isinstance(pretrained, str) else "model_data/CSPdarknet53_backbone_weights.pth"
-        model.load_state_dict(load_state_dict_file(path))
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"backbone weights not found: {path} (set pretrained = False to train "
+                                    f"from scratch, or give model_path)")
+        # weights_only: a backbone file is tensors only, so a crafted pickle cannot run code here.
+        model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
     return model

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from utils.dataset_check import DatasetError, check_boxes, parse_voc_xml, scan_annotation_lines
+from utils.dataset_check import DatasetError, check_boxes, scan_annotation_lines
+from utils.voc import parse_voc_xml
 
 W, H = 64, 48
 NUM_CLASSES = 3

@@ -11,6 +11,7 @@ import torch
 from PIL import Image
 
 import get_map
+from utils.evaluation import samples_from_voc, score, score_detections
 from test_predict import ANCHORS_PATH, ROOT, randomize_batchnorm, small_model
 
 CLASSES = ["cat", "dog", "bird"]
@@ -97,7 +98,7 @@ def test_precision_recall_at_score_threshold_by_hand():
     # Two cats; detections: TP 0.9, FP 0.6, TP 0.3. At score >= 0.5: 1 TP, 1 FP -> P = R = F1 = 0.5.
     ground_truths = {"a": np.array([[0, 0, 10, 10, 0], [20, 20, 30, 30, 0]], dtype=float)}
     detections = {"a": np.array([[0, 0, 10, 10, 0.9, 0], [50, 50, 60, 60, 0.6, 0], [20, 20, 30, 30, 0.3, 0]])}
-    metrics, _, _ = get_map.evaluate(ground_truths, detections, CLASSES, score_threshold=0.5)
+    metrics, _, _ = score(ground_truths, detections, CLASSES, score_threshold=0.5)
     cat = metrics["classes"]["cat"]
     assert (cat["precision"], cat["recall"], cat["f1"]) == pytest.approx((0.5, 0.5, 0.5))
     # VOC all-point AP: precision envelope 1 up to recall 0.5, then 2/3 up to recall 1 -> 0.5 + 0.5 * 2/3.
@@ -109,30 +110,31 @@ def test_precision_recall_at_score_threshold_by_hand():
     assert metrics["confusion_matrix"][3][0] == 1
 
 
-def test_evaluate_model_in_memory(dataset):
-    """A stand-in detector that returns each image's ground truth gives mAP 1.0."""
-    voc = dataset["voc"]
-    samples = [(get_map.image_path_of(voc, i), get_map.ground_truth_of(voc, i, CLASSES)) for i in DATASET]
-    by_size = {Image.open(path).size: gt for path, gt in samples}
-
-    class EchoDetector:
-        class_names = CLASSES
-
-        def detect(self, image):
-            gt = by_size[image.size]
-            return gt[:, :4], np.full(len(gt), 0.8), gt[:, 4].astype(np.int64)
-
-    metrics = get_map.evaluate_model(EchoDetector(), samples)
+def test_voc_samples_scored_in_memory(dataset):
+    """The image set read by the VOC reader, its own ground truth fed back as float detections: mAP 1.0, with
+    the difficult cat ignored and the horse (not a class) left out."""
+    samples, report = samples_from_voc(dataset["voc"], "test", CLASSES)
+    assert [s.image_id for s in samples] == list(DATASET) and [p.kind for p in report.problems] == ["unknown class"]
+    assert samples[1].ground_truth.tolist() == [[5, 5, 40, 50, 2, 0], [30, 60, 90, 120, 0, 1]]
+    detections = [np.column_stack([s.ground_truth[:, :4] + 0.25, np.full(len(s.ground_truth), 0.8),
+                                   s.ground_truth[:, 4]]) for s in samples]
+    metrics = score_detections(samples, detections, CLASSES).metrics
     assert metrics["map50"] == 1.0 and metrics["counts"]["images"] == 3 and metrics["counts"]["difficult"] == 1
 
 
 def test_clear_errors(dataset):
     with pytest.raises(FileNotFoundError, match="val.txt"):
-        get_map.read_image_ids(dataset["voc"], "val")
-    with pytest.raises(FileNotFoundError, match="missing_id"):
-        get_map.image_path_of(dataset["voc"], "missing_id")
-    with pytest.raises(ValueError, match="missing_id.xml"):
-        get_map.ground_truth_of(dataset["voc"], "missing_id", CLASSES)
+        samples_from_voc(dataset["voc"], "val", CLASSES)
+    voc = os.path.join(dataset["voc"], "VOC2007")
+    with open(os.path.join(voc, "ImageSets", "Main", "test.txt"), "a") as f:
+        f.write("missing_id\nno image\n")
+    with open(os.path.join(voc, "Annotations", "no image.xml"), "w") as f:
+        f.write("<annotation><filename>gone.jpg</filename></annotation>")
+    samples, report = samples_from_voc(dataset["voc"], "test", CLASSES)
+    assert len(samples) == 3
+    reasons = {os.path.basename(p.file): p.reason for p in report.problems if p.kind != "missing size"}
+    assert reasons["missing_id.xml"] == "annotation file not found; image skipped"
+    assert reasons["no image"].startswith("no image for id 'no image' (gone.jpg, or the id with .jpg/")
 
 
 def test_minoverlap_sets_the_voc_match_threshold():
@@ -140,9 +142,9 @@ def test_minoverlap_sets_the_voc_match_threshold():
     # a true positive at MINOVERLAP 0.5 (AP 1), a false positive at 0.75 (AP 0).
     ground_truths = {"a": np.array([[0, 0, 10, 10, 0]], dtype=np.float64)}
     detections = {"a": np.array([[0, 0, 10, 6, 0.9, 0]], dtype=np.float64)}
-    at_half = get_map.evaluate(ground_truths, detections, CLASSES[:1], min_overlap=0.5)[0]
-    at_075 = get_map.evaluate(ground_truths, detections, CLASSES[:1], min_overlap=0.75)[0]
+    at_half = score(ground_truths, detections, CLASSES[:1], min_overlap=0.5)[0]
+    at_075 = score(ground_truths, detections, CLASSES[:1], min_overlap=0.75)[0]
     assert at_half["map50"] == 1.0 and at_075["map50"] == 0.0
     assert at_075["min_overlap"] == 0.75
     with pytest.raises(ValueError, match="voc_iou_threshold"):
-        get_map.evaluate(ground_truths, detections, CLASSES[:1], min_overlap=1.5)
+        score(ground_truths, detections, CLASSES[:1], min_overlap=1.5)

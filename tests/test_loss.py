@@ -7,7 +7,7 @@ import torch
 
 from nets.focal_loss import focal_modulation, sigmoid_focal_loss
 from nets.yolo_training import YOLOLoss, get_lr_scheduler
-from utils.boxes import aligned_ciou, aligned_siou, box_iou, cxcywh_to_xyxy
+from nets.boxes import aligned_ciou, aligned_siou, box_iou, cxcywh_to_xyxy
 
 ANCHORS = np.array([[12, 16], [19, 36], [40, 28], [36, 75], [76, 55], [72, 146],
                     [142, 110], [192, 243], [459, 401]], dtype=np.float32)

@@ -15,7 +15,6 @@ from PIL import Image
 from nets.fuse import InferenceMish, fuse_conv_bn, inference_model
 from nets.yolo import YoloBody
 from test_utils_bbox import slow_nms
-from utils.utils import resize_image
 from yolo import YOLO
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -117,9 +116,17 @@ def test_class_count_mismatch_is_refused(files, tmp_path):
 
 
 def reference_detections(model, image, input_shape, confidence, nms_iou):
-    """The whole pipeline from scratch: unfused model, per-cell decode loop, slow NMS, stretch undone."""
+    """The whole pipeline from scratch: unfused model, letterbox by hand (bilinear, grey 128, centred), per-cell
+    decode loop, slow NMS, letterbox undone."""
     h, w = input_shape
-    resized = np.asarray(resize_image(image, (w, h), False), dtype=np.float32) / 255.0
+    iw, ih = image.size
+    ratio = min(w / iw, h / ih)
+    nw, nh = int(iw * ratio), int(ih * ratio)
+    dx, dy = (w - nw) // 2, (h - nh) // 2
+    canvas = np.full((h, w, 3), 128, dtype=np.uint8)
+    canvas[dy:dy + nh, dx:dx + nw] = cv2.resize(np.asarray(image.convert("RGB")), (nw, nh),
+                                                interpolation=cv2.INTER_LINEAR)
+    resized = canvas.astype(np.float32) / 255.0
     with torch.no_grad():
         outputs = model(torch.from_numpy(resized).permute(2, 0, 1)[None])
     anchors = np.loadtxt(ANCHORS_PATH, delimiter=",").reshape(-1, 2)
@@ -139,10 +146,11 @@ def reference_detections(model, image, input_shape, confidence, nms_iou):
                     rows.append([cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2, probs[0] * probs[1 + c], c])
     rows = torch.tensor([r for r in rows if r[4] >= confidence])
     kept = rows[slow_nms(rows[:, :4], rows[:, 4], rows[:, 5].long(), nms_iou)]
-    sx, sy = image.size[0] / w, image.size[1] / h
-    boxes = (kept[:, :4] * torch.tensor([sx, sy, sx, sy])).clamp(min=0)
-    boxes = torch.minimum(boxes, torch.tensor([image.size[0], image.size[1]] * 2, dtype=torch.float32))
-    return boxes.numpy(), kept[:, 4].numpy(), kept[:, 5].long().numpy()
+    sx, sy = iw / nw, ih / nh
+    boxes = ((kept[:, :4] - torch.tensor([dx, dy, dx, dy])) * torch.tensor([sx, sy, sx, sy])).clamp(min=0)
+    boxes = torch.minimum(boxes, torch.tensor([iw, ih] * 2, dtype=torch.float32))
+    visible = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])        # wholly in the border: dropped
+    return boxes[visible].numpy(), kept[visible, 4].numpy(), kept[visible, 5].long().numpy()
 
 
 def by_position(boxes, scores, classes):

@@ -20,7 +20,7 @@ TINY = ["--width_mult", "0.125", "--depth_mult", "0.33", "--input_shape", "[64, 
 
 def sample_lines(ids):
     """Training-list lines for images of the shipped sample, built with voc_annotation's own reader."""
-    from utils.dataset_check import parse_voc_xml
+    from utils.voc import parse_voc_xml
     from utils.annotation import format_annotation_line
     from utils.utils import get_classes
 

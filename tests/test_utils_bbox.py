@@ -7,6 +7,7 @@ import torch
 from PIL import Image
 
 import utils.utils_bbox as utils_bbox
+from utils.preprocess import resize_for_input
 from utils.utils import resize_image
 from utils.utils_bbox import DecodeBox, batched_nms, correct_boxes, decode_outputs, postprocess
 
@@ -149,14 +150,24 @@ def test_correct_boxes_letterbox_by_hand():
     assert stretched[0].tolist() == pytest.approx([12 * 200 / 128, 38.25 * 60 / 96, 200.0, 65.75 * 60 / 96], abs=1e-4)
 
 
-@pytest.mark.parametrize("image_size", [(200, 60), (61, 150), (97, 97)])
-def test_correct_boxes_inverts_resize_image(image_size):
-    """A white rectangle located in the letterboxed image maps back onto where it was drawn."""
+def _pil_letterbox(image):
+    return np.asarray(resize_image(Image.fromarray(image), (128, 96), True))
+
+
+def _network_letterbox(image):
+    return resize_for_input(image, (96, 128), letterbox_image=True)
+
+
+@pytest.mark.parametrize("image_size", [(200, 60), (61, 150), (97, 97), (400, 300)])
+@pytest.mark.parametrize("letterbox", [_pil_letterbox, _network_letterbox])
+def test_correct_boxes_inverts_resize_image(image_size, letterbox):
+    """A white rectangle located in the letterboxed image (upstream's PIL resize_image, or the network input's
+    OpenCV one) maps back onto where it was drawn."""
     width, height = image_size
     original = np.zeros((height, width, 3), dtype=np.uint8)
     x1, y1, x2, y2 = width // 5, height // 4, width * 3 // 5, height * 3 // 4
     original[y1:y2, x1:x2] = 255
-    resized = np.asarray(resize_image(Image.fromarray(original), (128, 96), True))
+    resized = letterbox(original)
     ys, xs = np.nonzero(resized[..., 0] > 200)
     found = torch.tensor([[xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]], dtype=torch.float32)
     mapped = correct_boxes(found, (96, 128), (height, width), letterbox_image=True)[0]

@@ -49,6 +49,16 @@ def letterbox_size(image_size, input_size):
     return max(int(iw * scale), 1), max(int(ih * scale), 1)
 
 
+def resize_rgb(image, size):
+    """Resize a uint8 ``(h, w, 3)`` image to ``size = (w, h)``: area averaging when shrinking 2x or more
+    (no aliasing), else bilinear. Training and inference both resize with this."""
+    h, w = image.shape[:2]
+    if (w, h) == tuple(size):
+        return image
+    shrink_2x = w >= 2 * size[0] and h >= 2 * size[1]
+    return cv2.resize(image, size, interpolation=cv2.INTER_AREA if shrink_2x else cv2.INTER_LINEAR)
+
+
 def scale_boxes(boxes, sx, sy):
     """Boxes of an image resized by ``(sx, sy)``."""
     return boxes * np.array([sx, sy, sx, sy, 1], dtype=np.float32)

@@ -1,10 +1,9 @@
-"""Per-run logging (config JSON, CSV, loss and mAP plots) and the in-training mAP evaluation."""
+"""Per-run logging: config JSON, loss CSV, loss and mAP plots."""
 import csv
 import datetime
 import json
 import os
 
-import torch
 
 FIELDS = ["epoch", "lr", "train_loss", "train_loc", "train_conf", "train_cls", "val_loss", "val_loc", "val_conf",
           "val_cls", "map50", "map50_95", "nonfinite_steps", "skipped_files", "images_per_second"]
@@ -84,35 +83,3 @@ def _atomic_plot(plot_fn, rows, path):
     tmp = os.path.join(os.path.dirname(path), "tmp_" + os.path.basename(path))
     plot_fn(rows, tmp)
     os.replace(tmp, path)
-
-
-@torch.no_grad()
-def evaluate_map(model, dataset, anchors, anchors_mask, num_classes, input_shape, device, batch_size=8,
-                 conf_thres=0.001, nms_thres=0.5):
-    """mAP of ``model`` on a validation ``YoloDataset`` (letterboxed, no augmentation).
-
-    Detections and ground truth are compared in the letterboxed input frame: a letterbox is a
-    uniform scale plus a shift, which leaves every IoU, hence mAP, unchanged.
-    Returns ``evaluate_detections``' result dict.
-    """
-    from utils.utils_bbox import decode_outputs, postprocess
-    from utils.utils_map import evaluate_detections
-    from utils.dataloader import yolo_dataset_collate
-
-    model.eval()
-    h, w = input_shape
-    scale = torch.tensor([w, h, w, h], dtype=torch.float32)
-    ground_truths, detections = {}, {}
-    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=0,
-                                         collate_fn=yolo_dataset_collate)
-    index = 0
-    for images, targets in loader:
-        outputs = model(images.to(device))
-        decoded = decode_outputs(outputs, anchors, anchors_mask, input_shape)
-        for dets, boxes in zip(postprocess(decoded, conf_thres, nms_thres), targets):
-            xyxy = torch.cat([boxes[:, :2] - boxes[:, 2:4] / 2, boxes[:, :2] + boxes[:, 2:4] / 2], 1) * scale
-            ground_truths[index] = torch.cat([xyxy, boxes[:, 4:5]], 1).numpy()
-            detections[index] = dets.float().cpu().numpy()
-            index += 1
-    return evaluate_detections(ground_truths, detections, num_classes)
-

@@ -19,7 +19,7 @@ from torch.utils.data.dataset import Dataset
 
 from utils.annotation import parse_annotation_line
 from utils.augment import (hflip, hsv_jitter, jittered_size, letterbox_size, mixup, mosaic, mosaic_cut,
-                           normalized_cxcywh, place, rand, random_hsv_gains, random_offset, scale_boxes,
+                           normalized_cxcywh, place, rand, random_hsv_gains, random_offset, resize_rgb, scale_boxes,
                            to_chw_float)
 from utils.utils import cvtColor
 
@@ -116,15 +116,6 @@ def _decode_pil(raw, path):
         raise UnreadableImageError(f"cannot decode image {path}: {err}") from None
 
 
-def _resize(image, size):
-    """Resize to ``size = (w, h)``; area averaging when shrinking 2x or more (no aliasing), else bilinear."""
-    h, w = image.shape[:2]
-    if (w, h) == tuple(size):
-        return image
-    shrink_2x = w >= 2 * size[0] and h >= 2 * size[1]
-    return cv2.resize(image, size, interpolation=cv2.INTER_AREA if shrink_2x else cv2.INTER_LINEAR)
-
-
 def load_resized(path, target_size):
     """Image file -> ``(uint8 RGB (nh, nw, 3), (iw, ih))`` with ``(nw, nh) = target_size((iw, ih))``.
 
@@ -145,7 +136,7 @@ def load_resized(path, target_size):
         image = _decode_pil(raw, path) if header is not None else _decode_opencv(raw, path)
         image_size = (image.shape[1], image.shape[0])
         new_size = target_size(image_size)
-    return _resize(image, new_size), image_size
+    return resize_rgb(image, new_size), image_size
 
 
 def _pack_annotations(annotation_lines, num_classes):

@@ -16,7 +16,6 @@ for stale-cache bugs.
 """
 import os
 import sys
-import xml.etree.ElementTree as ET
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -158,7 +157,7 @@ def _box_text(box):
     return "(" + ", ".join(f"{v:g}" for v in box) + ")"
 
 
-def _inverted_reason(box, what="box"):
+def inverted_reason(box, what="box"):
     return f"box {_box_text(box)} is inverted or empty (x2 <= x1 or y2 <= y1); {what} dropped"
 
 
@@ -189,7 +188,7 @@ def check_boxes(boxes, width, height, num_classes, class_names=None):
             problems.append(("unknown class", f"box {_box_text(box)} has class id {box[4]:g}, not an integer in "
                                               f"0..{num_classes - 1}{known}; box dropped"))
         elif inverted[i]:
-            problems.append(("inverted box", _inverted_reason(box)))
+            problems.append(("inverted box", inverted_reason(box)))
         elif outside[i]:
             fully_outside = (xyxy[i, :2] >= [width, height]).any() or (xyxy[i, 2:] <= 0).any()
             where = "lies outside" if fully_outside else "is under 1 px once clipped to"
@@ -301,90 +300,3 @@ def scan_annotation_lines(lines, num_classes, class_names=None, report=None, all
     if not usable and not allow_empty:
         raise DatasetError(_error_summary(report, len(lines)))
     return usable, report
-
-
-@dataclass
-class VocAnnotation:
-    """One VOC XML file: its well-formed objects and the problems found in it."""
-    xml_path: str
-    ok: bool                    # False when the file is missing or not parseable (image to be skipped)
-    filename: str = None        # <filename>, when present
-    size: tuple = None          # (width, height) from <size>, when present and valid
-    boxes: np.ndarray = field(default_factory=lambda: np.zeros((0, 4), np.float32))  # (n, 4) xmin, ymin, xmax, ymax
-    names: list = field(default_factory=list)                                       # n class names
-    difficult: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))        # (n,)
-    unknown: Counter = field(default_factory=Counter)  # class name -> objects skipped (not in class_names)
-    dropped: int = 0                                   # malformed or unknown-class objects left out
-    problems: list = field(default_factory=list)
-
-
-def _xml_size(root):
-    try:
-        width, height = (int(float(root.findtext(f"size/{tag}", ""))) for tag in ("width", "height"))
-    except ValueError:
-        return None
-    return (width, height) if width > 0 and height > 0 else None
-
-
-def _xml_object(obj):
-    """``((name, [xmin, ymin, xmax, ymax], difficult), None)``, or ``(None, (kind, reason))`` when malformed."""
-    name = (obj.findtext("name") or "").strip()
-    if not name:
-        return None, ("missing name", "object without <name>; object dropped")
-    bndbox = obj.find("bndbox")
-    if bndbox is None:
-        return None, ("missing bndbox", f"object '{name}' has no <bndbox>; object dropped")
-    box = []
-    for tag in ("xmin", "ymin", "xmax", "ymax"):
-        text = (bndbox.findtext(tag) or "").strip()
-        try:
-            value = float(text)
-        except ValueError:
-            value = float("nan")
-        if not np.isfinite(value):
-            return None, ("non-numeric box", f"object '{name}' has <{tag}> {text!r}, not a number; object dropped")
-        box.append(value)
-    if box[2] <= box[0] or box[3] <= box[1]:
-        return None, ("inverted box", f"object '{name}' {_inverted_reason(box, 'object')}")
-    return (name, box, (obj.findtext("difficult") or "0").strip() == "1"), None
-
-
-def parse_voc_xml(xml_path, class_names=None):
-    """Read a VOC annotation. Objects whose class is not in ``class_names`` are left out and
-    reported once per class name (all classes are kept when ``class_names`` is None)."""
-    xml_path = str(xml_path)
-    try:
-        root = ET.parse(xml_path).getroot()
-    except FileNotFoundError:
-        return VocAnnotation(xml_path, False, problems=[Problem(xml_path, "missing annotation",
-                                                                "annotation file not found; image skipped")])
-    except (ET.ParseError, OSError) as err:
-        return VocAnnotation(xml_path, False, problems=[Problem(xml_path, "malformed XML",
-                                                                f"XML parse error ({err}); image skipped")])
-    result = VocAnnotation(xml_path, True, filename=(root.findtext("filename") or "").strip() or None,
-                           size=_xml_size(root))
-    if result.size is None:
-        result.problems.append(Problem(xml_path, "missing size", "no valid <size> width/height; "
-                                                                 "the image's own size is used"))
-    known = set(class_names) if class_names is not None else None
-    boxes, difficult = [], []
-    for obj in root.iter("object"):
-        parsed, problem = _xml_object(obj)
-        if problem:
-            result.problems.append(Problem(xml_path, *problem))
-            result.dropped += 1
-            continue
-        name, box, is_difficult = parsed
-        if known is not None and name not in known:
-            result.unknown[name] += 1
-            continue
-        result.names.append(name)
-        boxes.append(box)
-        difficult.append(is_difficult)
-    for name, count in sorted(result.unknown.items()):
-        result.problems.append(Problem(xml_path, "unknown class", f"{count} object(s) of class '{name}', which is "
-                                                                  f"not in the classes file; skipped"))
-        result.dropped += count
-    result.boxes = np.array(boxes, dtype=np.float32).reshape(-1, 4)
-    result.difficult = np.array(difficult, dtype=bool)
-    return result

@@ -43,12 +43,13 @@ def read_metadata(weights_path):
     return data
 
 
-def calibration_fields(result):
+def calibration_fields(result, preprocessing):
     """Metadata keys from an ``evaluate_detections`` result on the validation set: its mAPs and the
-    best-F1 score threshold with its F1, precision and recall (None where undefined, e.g. no detections)."""
+    best-F1 score threshold with its F1, precision and recall (None where undefined, e.g. no detections), and
+    ``preprocessing`` (``Decoding.preprocessing()``: letterbox_image, resize) they were measured with."""
     def number(value):
         return None if value is None or not math.isfinite(value) else float(value)
-    return {"val_map50": number(result["map50"]), "val_map50_95": number(result["map50_95"]),
+    return {**preprocessing, "val_map50": number(result["map50"]), "val_map50_95": number(result["map50_95"]),
             "score_threshold": number(result["f1_threshold"]), "val_f1": number(result["f1"]),
             "val_precision_at_f1": number(result["precision_at_f1"]),
             "val_recall_at_f1": number(result["recall_at_f1"])}

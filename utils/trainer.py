@@ -18,14 +18,17 @@ from torch.utils.data import DataLoader, DistributedSampler
 from nets.yolo import YoloBody, resolve_scale
 from nets.yolo_training import YOLOLoss, get_lr_scheduler, set_optimizer_lr, weights_init
 from utils import distributed as dist_utils
-from utils.callbacks import RunLog, evaluate_map
+from utils.callbacks import RunLog
 from utils.checkpoint import (UnsafeWeightsError, atomic_save, describe_load, is_darknet_path, load_matching,
                               load_state_dict_file)
-from utils.dataset_check import DatasetError
+from utils.annotation import read_annotation_file
+from utils.dataset_check import DatasetError, scan_annotation_lines
 from utils.dataloader import YoloDataset, worker_init_fn, yolo_dataset_collate
 from utils.ema import ModelEMA, unwrap
+from utils.evaluation import LETTERBOX_IMAGE, Decoding, evaluate_model, fused_net, samples_from_annotation_lines
 from utils.optim import build_optimizer, scaled_learning_rates
 from utils.run_metadata import calibration_fields, read_metadata, write_metadata
+from utils.training_lists import build_missing_lists
 from utils.resume import TrainingState, find_resume_checkpoint, load_training_state, save_training_state
 from utils.utils import get_anchors, get_classes, resolve_device, seed_everything, show_config
 from utils.utils_fit import NonFiniteLossError, train_one_epoch, validate
@@ -85,6 +88,8 @@ def _build_run(cfg, state, rank, world_size, device, main_process):
     run.class_names, run.num_classes = get_classes(cfg.classes_path)
     run.anchors, _ = get_anchors(cfg.anchors_path)
     train_lines, val_lines = _training_lists(cfg, run.class_names, main_process)
+    run.eval_samples = samples_from_annotation_lines(val_lines, run.class_names)
+    run.decoding = Decoding(run.anchors, tuple(map(tuple, cfg.anchors_mask)), tuple(cfg.input_shape), LETTERBOX_IMAGE)
     model, load_note = _build_model(cfg, run.num_classes, state)
     if main_process:
         show_config(**vars(cfg), num_classes=run.num_classes, resolved_device=str(device), world_size=world_size,
@@ -132,8 +137,10 @@ def _run_epoch(cfg, run, epoch):
 
 
 def _evaluate(cfg, run, model):
-    return evaluate_map(model, run.phase.val_dataset, run.anchors, cfg.anchors_mask, run.num_classes,
-                        cfg.input_shape, run.device, batch_size=max(1, run.phase.val_loader.batch_size))
+    """``evaluate_detections``' result of ``model`` on the validation images, by the one evaluation path
+    (get_map.py --image_set val gives the same numbers for the saved weights)."""
+    return evaluate_model(fused_net(model, run.device), run.eval_samples, run.decoding, run.class_names,
+                          run.device).result
 
 
 def _end_of_epoch(cfg, run, epoch, stats, val, metrics, eval_model):
@@ -159,9 +166,9 @@ def _weights_metadata(cfg, run, epoch, metrics):
     meta = {"class_names": run.class_names, "anchors": run.anchors.tolist(), "anchors_mask": cfg.anchors_mask,
             "input_shape": cfg.input_shape, "width_mult": cfg.width_mult, "depth_mult": cfg.depth_mult,
             "focal_loss": cfg.focal_loss, "focal_alpha": cfg.focal_alpha, "focal_gamma": cfg.focal_gamma,
-            "epoch": epoch}
+            "epoch": epoch, **run.decoding.preprocessing()}
     if metrics is not None:
-        meta.update(calibration_fields(metrics))
+        meta.update(calibration_fields(metrics, run.decoding.preprocessing()))
     return meta
 
 
@@ -173,10 +180,10 @@ def _finish(cfg, run):
         return
     best = os.path.join(cfg.save_dir, "best_epoch_weights.pth")
     meta = read_metadata(best)
-    if meta and meta.get("score_threshold") is None and len(run.phase.val_dataset):
+    if meta and meta.get("score_threshold") is None and run.eval_samples:
         model = copy.deepcopy(unwrap(run.model))
         model.load_state_dict(load_state_dict_file(best))
-        meta.update(calibration_fields(_evaluate(cfg, run, model)))
+        meta.update(calibration_fields(_evaluate(cfg, run, model), run.decoding.preprocessing()))
         write_metadata(best, {k: v for k, v in meta.items() if k != "format"})
     if meta.get("score_threshold") is not None:
         print(f"Calibrated score threshold (best F1 on validation): {meta['score_threshold']:.4f} "
@@ -219,18 +226,8 @@ def _resume_state(cfg, argv, device):
 
 def _training_lists(cfg, class_names, main_process):
     """Read (building from VOCdevkit when missing) and check the training and validation lists."""
-    from utils.dataset_check import scan_annotation_lines
-    from utils.annotation import read_annotation_file
-
-    missing = [p for p in (cfg.train_annotation_path, cfg.val_annotation_path) if not os.path.isfile(p)]
-    if missing and main_process:
-        from voc_annotation import build_training_lists, split_image_sets
-
-        print(f"Training lists {', '.join(missing)} not found: building them from {cfg.VOCdevkit_path}/ ...")
-        if not os.path.isfile(os.path.join(cfg.VOCdevkit_path, "VOC2007", "ImageSets", "Main", "train.txt")):
-            split_image_sets(cfg.VOCdevkit_path)
-        build_training_lists(VOCdevkit_path=cfg.VOCdevkit_path, classes_path=cfg.classes_path,
-                             lists_dir=os.path.dirname(os.path.abspath(cfg.train_annotation_path)))
+    if main_process:
+        build_missing_lists(cfg.train_annotation_path, cfg.val_annotation_path, cfg.VOCdevkit_path, cfg.classes_path)
     dist_utils.barrier()
     lists = []
     for path in (cfg.train_annotation_path, cfg.val_annotation_path):

@@ -8,7 +8,7 @@ Layouts used throughout:
 import numpy as np
 import torch
 
-from utils.boxes import box_iou
+from nets.boxes import box_iou
 
 
 def _level_grid(height, width, device, dtype):

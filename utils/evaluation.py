@@ -1,0 +1,229 @@
+"""The one evaluation path: detections and mAP of a model on an image set.
+
+Training (its per-epoch mAP and the calibrated score threshold), ``get_map.py``, ``YOLO.detect`` and the study
+tool all go through this module, so the same weights on the same images get the same detections and the same
+mAP everywhere:
+
+- images are read with ``utils.preprocess.open_image`` and turned into the network input by
+  ``utils.preprocess.network_input`` (one resize policy, chosen by ``Decoding.letterbox_image``);
+- the network is the fused inference form (``nets.fuse.inference_model``), run in batches of
+  ``EVAL_BATCH_SIZE``; decoding, NMS and the mapping back to image pixels are ``utils.utils_bbox``'s;
+- boxes stay floats; ground truth is read at the image's original resolution, from the VOC XML when the image
+  has one (difficult objects kept and ignored the VOC way), else from the training list's boxes.
+
+The metric is computed from these arrays in memory, never from re-read text files.
+"""
+import copy
+import os
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import numpy as np
+import torch
+
+from nets.fuse import inference_model
+from utils.annotation import parse_annotation_line
+from utils.dataset_check import DatasetError, DatasetReport
+from utils.preprocess import RESIZE_METHOD, network_input, open_image
+from utils.utils_bbox import correct_boxes, decode_outputs, postprocess
+from utils.utils_map import confusion_matrix, evaluate_detections
+from utils.voc import (annotation_of_image, annotation_path, find_image, ground_truth_rows, missing_image_reason,
+                       parse_voc_xml, read_image_set, voc_folder)
+
+EVAL_CONFIDENCE = 0.001     # detections kept down to this score, so precision-recall curves are complete
+EVAL_NMS_IOU = 0.5          # NMS IoU of evaluated detections
+EVAL_BATCH_SIZE = 8         # images per forward pass; the same everywhere, so batched float sums agree too
+# Training validates letterboxed (its validation loader keeps the aspect ratio on grey), so its mAP, the calibrated
+# threshold and inference default to that too; weights' metadata records the choice (Decoding.preprocessing).
+LETTERBOX_IMAGE = True
+
+
+class EvalSample(NamedTuple):
+    """One image of an evaluation set; ``ground_truth``: ``(n, 6)`` float64 rows
+    ``[x1, y1, x2, y2, class, difficult]`` in original-image pixels."""
+    image_id: str
+    image_path: str
+    ground_truth: np.ndarray
+
+
+@dataclass(frozen=True)
+class Decoding:
+    """How a model's outputs become boxes, and how its inputs were made from images."""
+    anchors: np.ndarray             # (9, 2) anchor (w, h) in input pixels
+    anchors_mask: tuple             # anchor indices per level, level 0 = stride 32
+    input_shape: tuple              # network input (h, w)
+    letterbox_image: bool           # True: aspect kept on grey; False: stretched
+    scale_x_y: tuple = None         # centre scale per level; None = 1.0 each
+
+    def preprocessing(self):
+        """The metadata fields naming the preprocessing (stored beside a calibrated threshold)."""
+        return {"letterbox_image": bool(self.letterbox_image), "resize": RESIZE_METHOD}
+
+
+class Evaluation(NamedTuple):
+    """``metrics``: the JSON-ready summary (see ``summarize``); ``result``: ``evaluate_detections``' dict (curves);
+    ``matrix``: the confusion matrix; ``detections``: per sample ``(k, 6)`` rows ``[x1, y1, x2, y2, score,
+    class]`` in image pixels, aligned with the samples."""
+    metrics: dict
+    result: dict
+    matrix: np.ndarray
+    detections: list
+
+
+def fused_net(model, device):
+    """The fused inference form of a training model (a copy: ``model`` is left as it is)."""
+    return inference_model(copy.deepcopy(model).float().eval(), device)
+
+
+def detections_from_outputs(outputs, decoding, image_shapes, confidence, nms_iou):
+    """Head outputs of a batch -> per image a ``(k, 6)`` tensor ``[x1, y1, x2, y2, score, class]`` in the pixels
+    of its original image (``image_shapes``: one ``(h, w)`` per image), highest score first.
+
+    A box that lies wholly in the letterbox's grey border has no area once clipped to the image: it is dropped
+    (it could match nothing and cannot be drawn)."""
+    decoded = decode_outputs(outputs, decoding.anchors, decoding.anchors_mask, decoding.input_shape,
+                             decoding.scale_x_y)                                     # (B, N, 5 + C)
+    results = []
+    for rows, image_shape in zip(postprocess(decoded, confidence, nms_iou), image_shapes):
+        boxes = correct_boxes(rows[:, :4], decoding.input_shape, tuple(image_shape), decoding.letterbox_image)
+        visible = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
+        results.append(torch.cat([boxes, rows[:, 4:]], dim=1)[visible])
+    return results
+
+
+def detect_samples(net, samples, decoding, device, confidence=EVAL_CONFIDENCE, nms_iou=EVAL_NMS_IOU,
+                   batch_size=EVAL_BATCH_SIZE, progress=None):
+    """Detections of ``net`` (a fused inference network) on every sample: a list of float64 ``(k, 6)`` arrays.
+
+    ``progress``: an optional callable wrapping the batch iterator (e.g. ``tqdm``)."""
+    starts = range(0, len(samples), batch_size)
+    detections = []
+    with torch.inference_mode():
+        for start in (progress(starts) if progress else starts):
+            inputs, shapes = zip(*(network_input(open_image(sample.image_path), decoding.input_shape,
+                                                 decoding.letterbox_image)
+                                   for sample in samples[start:start + batch_size]))
+            images = torch.from_numpy(np.stack(inputs)).to(device)                     # (b, 3, H, W)
+            for rows in detections_from_outputs(net(images), decoding, shapes, confidence, nms_iou):
+                detections.append(rows.double().cpu().numpy())
+    return detections
+
+
+def evaluate_model(net, samples, decoding, class_names, device, min_overlap=0.5, score_threshold=0.5,
+                   confidence=EVAL_CONFIDENCE, nms_iou=EVAL_NMS_IOU, batch_size=EVAL_BATCH_SIZE, progress=None):
+    """Detect on ``samples`` and score the detections: an ``Evaluation``."""
+    if not samples:
+        raise DatasetError("the evaluation set has no usable image")
+    detections = detect_samples(net, samples, decoding, device, confidence, nms_iou, batch_size, progress)
+    return score_detections(samples, detections, class_names, min_overlap, score_threshold)
+
+
+def score_detections(samples, detections, class_names, min_overlap=0.5, score_threshold=0.5):
+    """mAPs, best-F1 point and confusion matrix of per-sample ``detections`` against the samples' ground truth."""
+    ground_truths = {i: sample.ground_truth for i, sample in enumerate(samples)}
+    metrics, result, matrix = score(ground_truths, dict(enumerate(detections)), class_names, min_overlap,
+                                    score_threshold)
+    return Evaluation(metrics, result, matrix, list(detections))
+
+
+def score(ground_truths, detections, class_names, min_overlap=0.5, score_threshold=0.5):
+    """``(metrics, result, matrix)`` of ``detections`` against ``ground_truths`` (dicts image key -> rows, see
+    utils/utils_map.py): the ``summarize`` dict, ``evaluate_detections``' result and the confusion matrix."""
+    result = evaluate_detections(ground_truths, detections, len(class_names), voc_iou_threshold=min_overlap)
+    matrix = confusion_matrix(ground_truths, detections, len(class_names), score_threshold, min_overlap)
+    return summarize(result, matrix, ground_truths, class_names, score_threshold, min_overlap), result, matrix
+
+
+def _finite(value):
+    """JSON has no NaN: a NaN becomes null."""
+    value = float(value)
+    return None if np.isnan(value) else value
+
+
+def _at_score(result, c, threshold):
+    """Precision, recall and F1 of class ``c`` keeping detections with score >= ``threshold``."""
+    kept = int(np.sum(np.asarray(result["scores"][c]) >= threshold))
+    if not kept:
+        return 0.0, 0.0, 0.0
+    precision, recall = float(result["precision"][c][kept - 1]), float(result["recall"][c][kept - 1])
+    return precision, recall, 2 * precision * recall / max(precision + recall, 1e-12)
+
+
+def summarize(result, matrix, ground_truths, class_names, score_threshold, min_overlap=0.5):
+    """The JSON-ready numbers of an ``evaluate_detections`` result (``map50`` and per-class ``ap50`` are
+    VOC AP at IoU ``min_overlap``, 0.5 unless MINOVERLAP says otherwise)."""
+    per_class = {}
+    for c, name in enumerate(class_names):
+        precision, recall, f1 = _at_score(result, c, score_threshold)
+        per_class[name] = {"ap50": _finite(result["ap50"][c]), "ap50_95": _finite(result["ap50_95"][c]),
+                           "num_gt": int(result["num_gt"][c]), "num_det": int(result["num_det"][c]),
+                           "precision": precision, "recall": recall, "f1": f1}
+    difficult = sum(int(np.sum(rows[:, 5] != 0)) for rows in ground_truths.values() if rows.shape[1] == 6)
+    thresholds = np.asarray(result["iou_thresholds"])
+    ap75 = result["ap"][np.isclose(thresholds, 0.75)]
+    has_gt = np.asarray(result["num_gt"]) > 0
+    return {
+        "map50": _finite(result["map50"]),
+        "map50_95": _finite(result["map50_95"]),
+        "min_overlap": min_overlap,
+        "map75": _finite(ap75[0][has_gt].mean()) if len(ap75) and has_gt.any() else None,
+        "score_threshold": score_threshold,
+        "best_f1": {"threshold": _finite(result["f1_threshold"]), "f1": result["f1"],
+                    "precision": result["precision_at_f1"], "recall": result["recall_at_f1"]},
+        "classes": per_class,
+        "counts": {"images": len(ground_truths), "ground_truths": int(np.sum(result["num_gt"])),
+                   "difficult": difficult, "detections": int(np.sum(result["num_det"]))},
+        "confusion_matrix": matrix.tolist(),
+    }
+
+
+def samples_from_voc(VOCdevkit_path, image_set, class_names, year="2007", report=None):
+    """The images of ``ImageSets/Main/<image_set>.txt`` with their XML ground truth (all objects of
+    ``class_names``, difficult flags kept). Unreadable XMLs and missing images are reported in ``report``
+    (a ``DatasetReport``) and skipped, as voc_annotation.py does; ``DatasetError`` when none is left."""
+    report = DatasetReport() if report is None else report
+    image_dir = voc_folder(VOCdevkit_path, year, "JPEGImages")
+    samples = []
+    for image_id in read_image_set(VOCdevkit_path, year, image_set):
+        annotation = parse_voc_xml(annotation_path(VOCdevkit_path, year, image_id), class_names)
+        report.record_xml(annotation)
+        if not annotation.ok:
+            continue
+        image_path = find_image(image_dir, image_id, annotation.filename)
+        if image_path is None:
+            report.add(os.path.join(image_dir, image_id), "missing image", missing_image_reason(image_id, annotation.filename))
+            report.images_skipped += 1
+            continue
+        report.images_kept += 1
+        samples.append(EvalSample(image_id, image_path, ground_truth_rows(annotation, class_names)))
+    if not samples:
+        raise DatasetError(f"image set '{image_set}' of {VOCdevkit_path} has no usable image; see the problems "
+                           f"reported above")
+    return samples, report
+
+
+def samples_from_annotation_lines(lines, class_names):
+    """Evaluation samples for the images of training-list lines (e.g. the validation list).
+
+    An image inside a VOC folder (``.../JPEGImages/<stem>.<ext>`` with ``.../Annotations/<stem>.xml``) takes its
+    ground truth from that XML, as get_map.py does: difficult objects, which the training lists leave out, are
+    then ignored instead of turning detections into false positives. Other images use the list's boxes.
+    """
+    samples = []
+    for line in lines:
+        image_path, boxes = parse_annotation_line(line)
+        xml_path = annotation_of_image(image_path)
+        annotation = parse_voc_xml(xml_path, class_names) if xml_path else None
+        image_id = os.path.splitext(os.path.basename(xml_path))[0] if xml_path else None
+        if annotation is not None and annotation.ok and _is_image_of(annotation, image_id, image_path):
+            samples.append(EvalSample(image_id, image_path, ground_truth_rows(annotation, class_names)))
+        else:
+            ground_truth = np.column_stack([boxes, np.zeros(len(boxes))]).astype(np.float64).reshape(-1, 6)
+            samples.append(EvalSample(image_path, image_path, ground_truth))
+    return samples
+
+
+def _is_image_of(annotation, image_id, image_path):
+    """Whether the XML of ``image_id`` resolves to ``image_path`` (its ``<filename>`` may name another image)."""
+    found = find_image(os.path.dirname(os.path.abspath(image_path)), image_id, annotation.filename)
+    return found is not None and os.path.samefile(found, image_path)
