@@ -1,0 +1,536 @@
+"""Compare train.py settings over several seeds, scored on the validation and the test list by the one evaluation.
+
+Each variant is a set of train.py overrides; each (variant, seed) pair is one ``python train.py`` run in its own
+process and folder. A sweep is the cartesian product of its axes:
+    python study.py --UnFreeze_Epoch 70 --input_shape "[160, 160]" \\
+        --sweep "focal_loss=[False, True]" "focal_gamma=[1, 2]" --seeds 3
+or list the variants (the first is the baseline unless ``baseline`` names another):
+    python study.py --variants "[{'name': 'bce'}, {'name': 'focal', 'focal_loss': True}]"
+
+Every run's final weights (``last_epoch_weights.pth``: no choice by validation mAP, so the validation figure is
+not biased upwards) are evaluated with utils/evaluation.py on the validation list (the in-training mAP of the
+same weights) and on the test list. A run's ``result.json`` is written the moment it is evaluated; the same
+command again skips finished runs and resumes interrupted ones from their checkpoint, so a long study can be
+stopped and continued. ``study_dir`` receives ``results.md`` / ``results.json`` (mean ± sd over seeds, the
+difference to the baseline and whether it exceeds twice its standard error), ``map_bars.png`` and one
+objectness histogram per variant; its ``.gitignore`` keeps weights out of git, so the folder can be committed.
+"""
+import itertools
+import json
+import math
+import os
+import re
+import shlex
+import subprocess
+import sys
+import time
+
+import numpy as np
+import torch
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from utils.config import command_line_names, parse_value, print_help, resolve_config, script_settings
+
+sweep = {}                    # axes of a cartesian sweep: {"focal_gamma": [1, 2], ...} (or --sweep "name=[...]" ...)
+variants = []                 # or explicit variants: [{"name": "bce"}, {"name": "focal", "focal_loss": True}, ...]
+baseline = ""                 # name of the variant the others are compared with; "" = the first
+seeds = 3                     # runs per variant
+first_seed = 11               # their train.py seeds: first_seed, first_seed + 1, ... (11 is train.py's default)
+study_dir = "study_out"       # one folder per variant and seed, and the results
+test_annotation_path = ""     # test list (training-list format); "" = the VOC image set test_image_set
+test_image_set = "test"       # VOCdevkit_path/VOC2007/ImageSets/Main/<this>.txt when no test list is given
+weights_name = "last_epoch_weights.pth"   # the file of each run that is evaluated
+reevaluate = False            # True: evaluate finished runs again (after a change of the evaluation), keep weights
+
+_TRAIN_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "train.py")
+# train.py settings each run sets itself.
+_PER_RUN = ("seed", "save_dir", "resume")
+_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._=-]*")
+# (key in a run's result, column title) of the figures aggregated over seeds, in table order.
+_SPLIT_METRICS = (("map50", "mAP@0.5"), ("map50_95", "mAP@.5:.95"))
+_RESULT_FORMAT = "yolov4-pytorch study run v1"
+_GITIGNORE = ("# written by study.py: weights, checkpoints and run logs stay out of git (result.json and\n"
+              "# objectness.npz stay: the tables and plots are rebuilt from them)\n*.pth\n*/seed*/loss_*/\n*/seed*/train.log\n")
+
+
+def train_defaults():
+    """train.py's settings (module globals), less the per-run ones."""
+    import train
+
+    return {k: v for k, v in script_settings(vars(train)).items() if k not in _PER_RUN}
+
+
+def split_sweep_arguments(argv):
+    """``argv`` without ``--sweep A B ...``, and the sweep axes it named (``{}`` when none)."""
+    rest, axes, index = [], {}, 0
+    while index < len(argv):
+        if argv[index] != "--sweep":
+            rest.append(argv[index])
+            index += 1
+            continue
+        index += 1
+        while index < len(argv) and not argv[index].startswith("--"):
+            name, _, values = argv[index].partition("=")
+            parsed = parse_value(values)
+            if not name or not isinstance(parsed, (list, tuple)) or not parsed:
+                raise SystemExit(f"error: --sweep {argv[index]!r}: expected name=[value, ...], "
+                                 f"e.g. --sweep \"focal_gamma=[1, 2]\"")
+            axes[name] = list(parsed)
+            index += 1
+    return rest, axes
+
+
+def resolve_study_config(argv, own=None):
+    """The study's settings plus train.py's, with ``argv`` applied; exits with a message on bad input."""
+    own = script_settings(globals()) if own is None else own
+    if any(arg in ("-h", "--help") for arg in argv):
+        print_help(own, __file__)
+        print("\nEvery train.py setting is accepted as well (python train.py --help lists them) and applies to "
+              f"all runs, except {', '.join(_PER_RUN)}, which each run sets itself.")
+        raise SystemExit(0)
+    argv, axes = split_sweep_arguments(argv)
+    per_run = sorted(command_line_names(argv) & set(_PER_RUN))
+    if per_run:
+        raise SystemExit(f"error: --{per_run[0]} is set by each run of the study (seeds: --seeds N and "
+                         f"--first_seed; folders: --study_dir)")
+    defaults = train_defaults()
+    config = resolve_config({**defaults, **own}, argv, script_path=__file__)
+    config["sweep"] = axes or config["sweep"]
+    config["variants"] = build_variants(config, set(defaults))
+    config["train_overrides"] = {k: config[k] for k in defaults if k in command_line_names(argv)}
+    return config
+
+
+def build_variants(config, train_names):
+    """The list of ``{"name": ..., **overrides}`` dicts from ``variants`` or the ``sweep`` axes, checked."""
+    if config["sweep"] and config["variants"]:
+        raise SystemExit("error: give either sweep or variants, not both")
+    if config["sweep"]:
+        axes = config["sweep"]
+        if not isinstance(axes, dict):
+            raise SystemExit(f"error: sweep must be a dict name -> list of values, got {axes!r}")
+        entries = [dict(zip(axes, values)) for values in itertools.product(*axes.values())]
+    else:
+        entries = [dict(entry) for entry in config["variants"]] if config["variants"] else [{}]
+    checked = [_checked_variant(entry, train_names) for entry in entries]
+    names = [variant["name"] for variant in checked]
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise SystemExit(f"error: variant names must be unique (they are folders): {', '.join(repeated)} repeats")
+    if config["baseline"] and config["baseline"] not in names:
+        raise SystemExit(f"error: baseline {config['baseline']!r} is not a variant ({', '.join(names)})")
+    return checked
+
+
+def _checked_variant(entry, train_names):
+    if not isinstance(entry, dict):
+        raise SystemExit(f"error: a variant is a dict of train.py settings, got {entry!r}")
+    overrides = {k: v for k, v in entry.items() if k != "name"}
+    for key in overrides:
+        if key in _PER_RUN:
+            raise SystemExit(f"error: variant {entry!r} sets {key}, which each run sets itself")
+        if key not in train_names:
+            raise SystemExit(f"error: variant {entry!r}: {key} is not a train.py setting")
+    name = entry.get("name") or variant_name(overrides)
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
+        raise SystemExit(f"error: variant name {name!r} must be a folder name of letters, digits, '.', '_', '=', '-'")
+    return {"name": name, **overrides}
+
+
+def variant_name(overrides):
+    """A folder name from a variant's overrides, e.g. ``focal_loss=True_focal_gamma=2``; ``default`` for none."""
+    parts = [f"{key}={_compact(value)}" for key, value in overrides.items()]
+    return re.sub(r"[^A-Za-z0-9._=-]", "", "_".join(parts)) or "default"
+
+
+def _compact(value):
+    return "x".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
+
+
+def _argument_text(value):
+    """``value`` as utils/config.py parses it back exactly: a string as itself when it would stay a
+    string (a path), anything else as a Python literal."""
+    return value if isinstance(value, str) and parse_value(value) == value else repr(value)
+
+
+def _shell_quote(argument):
+    """Like ``shlex.quote``, but in double quotes where that needs no escapes (readable literals)."""
+    quoted = shlex.quote(argument)
+    if quoted != argument and not any(c in argument for c in '"$`\\!'):
+        return f'"{argument}"'
+    return quoted
+
+
+def shell_command(arguments):
+    return " ".join(_shell_quote(argument) for argument in arguments)
+
+
+def run_settings(config, variant, seed, run_dir):
+    """The train.py settings of one run: the study's shared overrides, the variant's, its seed and folder."""
+    overrides = {k: v for k, v in variant.items() if k != "name"}
+    return {**config["train_overrides"], **overrides, "seed": seed, "save_dir": run_dir}
+
+
+def train_command(settings, resume=False):
+    """``[python, train.py, --name=value ...]`` for one run (``--resume=True`` to continue its checkpoint)."""
+    extra = {"resume": True} if resume else {}
+    return [sys.executable, _TRAIN_SCRIPT, *(f"--{k}={_argument_text(v)}" for k, v in {**settings, **extra}.items())]
+
+
+def run_seeds(config):
+    return [int(config["first_seed"]) + k for k in range(int(config["seeds"]))]
+
+
+def run_training(command, log_path):
+    """Run ``command`` with its output appended to ``log_path``; returns ``(exit status, seconds)``."""
+    start = time.perf_counter()
+    with open(log_path, "a", encoding="utf-8") as log:
+        status = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT).returncode
+    return status, time.perf_counter() - start
+
+
+def last_line(path):
+    """The last non-empty line of a text file (a failed run's error), '' when there is none."""
+    with open(path, encoding="utf-8", errors="replace") as f:
+        lines = [line.strip() for line in f.read().replace("\r", "\n").splitlines() if line.strip()]
+    return lines[-1] if lines else ""
+
+
+def atomic_write_text(path, text):
+    """Write ``text`` to ``path`` through a temporary file and a rename: a kill never leaves half a file."""
+    tmp = f"{path}.{os.getpid()}.tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def read_result(path):
+    if not os.path.isfile(path):
+        return None
+    with open(path, encoding="utf-8") as f:
+        result = json.load(f)
+    return result if result.get("format") == _RESULT_FORMAT else None
+
+
+class EvaluationSets:
+    """What evaluating any run of the study needs, read once: the validation samples (as training reads them),
+    the test samples, the decoding, and the validation dataset + loss for the objectness split."""
+
+    def __init__(self, config):
+        from nets.yolo_training import YOLOLoss
+        from utils.annotation import read_annotation_file
+        from utils.dataloader import YoloDataset
+        from utils.dataset_check import scan_annotation_lines
+        from utils.evaluation import LETTERBOX_IMAGE, Decoding, samples_from_annotation_lines, samples_from_voc
+        from utils.training_lists import build_missing_lists
+        from utils.utils import get_anchors, get_classes, resolve_device
+
+        build_missing_lists(config["train_annotation_path"], config["val_annotation_path"], config["VOCdevkit_path"],
+                            config["classes_path"])
+        self.class_names, num_classes = get_classes(config["classes_path"])
+        anchors, _ = get_anchors(config["anchors_path"])
+        val_lines, _ = scan_annotation_lines(read_annotation_file(config["val_annotation_path"]), num_classes,
+                                             self.class_names)
+        self.splits = {"val": samples_from_annotation_lines(val_lines, self.class_names)}
+        if config["test_annotation_path"]:
+            test_lines, _ = scan_annotation_lines(read_annotation_file(config["test_annotation_path"]), num_classes,
+                                                  self.class_names)
+            self.splits["test"] = samples_from_annotation_lines(test_lines, self.class_names)
+        else:
+            self.splits["test"] = samples_from_voc(config["VOCdevkit_path"], config["test_image_set"],
+                                                   self.class_names)[0]
+        self.decoding = Decoding(anchors, tuple(map(tuple, config["anchors_mask"])), tuple(config["input_shape"]),
+                                 LETTERBOX_IMAGE)
+        self.device = resolve_device(config["device"])
+        self.val_dataset = YoloDataset(val_lines, config["input_shape"], num_classes, epoch_length=1, mosaic=False,
+                                       mixup=False, mosaic_prob=0, mixup_prob=0, train=False, seed=0)
+        self.loss = YOLOLoss(anchors, num_classes, config["input_shape"], anchors_mask=config["anchors_mask"])
+        self.anchors_mask = config["anchors_mask"]
+
+
+def load_model(weights_path, anchors_mask, num_classes, device):
+    """The YoloBody a weights file describes (its scale read from the tensor shapes), in eval mode."""
+    from nets.yolo import YoloBody, resolve_scale
+    from utils.checkpoint import load_state_dict_file
+    from utils.run_metadata import read_metadata
+
+    state_dict = load_state_dict_file(weights_path)
+    meta = read_metadata(weights_path)
+    width_mult, depth_mult = resolve_scale(meta.get("width_mult"), meta.get("depth_mult"), state_dict)
+    model = YoloBody(anchors_mask, num_classes, width_mult=width_mult, depth_mult=depth_mult)
+    model.load_state_dict(state_dict)
+    return model.to(device).eval()
+
+
+@torch.no_grad()
+def objectness_scores(model, dataset, loss, device, batch_size=8):
+    """Sigmoid objectness of every cell and anchor of every level over ``dataset``, split by the loss's
+    own target assignment: ``(positives (P,), negatives (Q,))`` float32 arrays."""
+    from utils.dataloader import yolo_dataset_collate
+
+    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=0,
+                                         collate_fn=yolo_dataset_collate)
+    positives, negatives = [], []
+    for images, targets in loader:
+        outputs = model(images.to(device))
+        boxes = torch.cat(targets)                                          # (N, 5) cx, cy, w, h over input, class
+        image_of_box = torch.repeat_interleave(torch.arange(len(targets)), torch.tensor([len(t) for t in targets]))
+        for level, output in enumerate(outputs):
+            batch, _, height, width = output.shape
+            anchors = len(loss.anchors_mask[level])
+            logits = output.float().view(batch, anchors, -1, height, width)[:, :, 4]           # (B, A, H, W)
+            scores = torch.sigmoid(logits).cpu()
+            grid_boxes = boxes * torch.tensor([width, height, width, height, 1.0])           # grid units, as the loss
+            positive = loss._assign(level, grid_boxes, image_of_box, batch, anchors, height, width)["obj"]
+            positives.append(scores[positive])
+            negatives.append(scores[~positive])
+    return torch.cat(positives).numpy(), torch.cat(negatives).numpy()
+
+
+def evaluate_run(weights_path, sets):
+    """Validation and test metrics of one run's weights, and its objectness split on the validation set."""
+    from utils.evaluation import evaluate_model, fused_net
+
+    model = load_model(weights_path, sets.anchors_mask, len(sets.class_names), sets.device)
+    net = fused_net(model, sets.device)
+    result = {}
+    for split, samples in sets.splits.items():
+        metrics = evaluate_model(net, samples, sets.decoding, sets.class_names, sets.device).metrics
+        result[split] = {"map50": metrics["map50"], "map50_95": metrics["map50_95"],
+                         "best_f1_threshold": metrics["best_f1"]["threshold"], "best_f1": metrics["best_f1"]["f1"],
+                         "ap50": {name: row["ap50"] for name, row in metrics["classes"].items()},
+                         "images": metrics["counts"]["images"]}
+    positives, negatives = objectness_scores(model, sets.val_dataset, sets.loss, sets.device)
+    return result, positives, negatives
+
+
+def final_losses(run_dir):
+    """The last epoch's row of the run's losses.csv (train/val loss terms), {} when there is none."""
+    import csv
+
+    logs = sorted(d for d in os.listdir(run_dir) if d.startswith("loss_")) if os.path.isdir(run_dir) else []
+    if not logs:
+        return {}
+    with open(os.path.join(run_dir, logs[-1], "losses.csv"), newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    keys = ("epoch", "train_loss", "train_loc", "train_conf", "train_cls", "val_loss")
+    return {k: float(rows[-1][k]) for k in keys if rows and rows[-1].get(k)} if rows else {}
+
+
+def run_one(config, variant, seed, sets, progress):
+    """Train (or resume, or keep) one run, evaluate it and write its result.json; returns the result."""
+    run_dir = os.path.join(config["study_dir"], variant["name"], f"seed{seed}")
+    result_path = os.path.join(run_dir, "result.json")
+    settings = run_settings(config, variant, seed, run_dir)
+    command = shell_command(["python", "train.py", *train_command(settings)[2:]])
+    result = read_result(result_path)
+    if result is not None and result["settings"] != json.loads(json.dumps(settings)):
+        raise SystemExit(f"error: {result_path} was made with other settings ({result['command']}); use another "
+                         f"--study_dir, or delete that folder to rerun it")
+    if result is not None and not config["reevaluate"]:
+        print(f"{progress} done earlier ({result_path})")
+        return result
+    weights = os.path.join(run_dir, config["weights_name"])
+    seconds = result["train_seconds"] if result else None
+    if result is None:
+        os.makedirs(run_dir, exist_ok=True)
+        resume = os.path.isfile(os.path.join(run_dir, "last_checkpoint.pth"))
+        print(f"{progress} {'resuming' if resume else 'training'}, log {run_dir}/train.log", flush=True)
+        status, seconds = run_training(train_command(settings, resume), os.path.join(run_dir, "train.log"))
+        if status != 0 or not os.path.isfile(weights):
+            print(f"    failed: train.py exit {status}: {last_line(os.path.join(run_dir, 'train.log'))}")
+            return None
+    metrics, positives, negatives = evaluate_run(weights, sets)
+    np.savez_compressed(os.path.join(run_dir, "objectness.npz"), positives=positives.astype(np.float16),
+                        negatives=negatives.astype(np.float16))
+    result = {"format": _RESULT_FORMAT, "variant": variant["name"], "seed": seed, "settings": settings,
+              "command": command, "weights": config["weights_name"], "train_seconds": seconds,
+              "final_losses": final_losses(run_dir), **metrics,
+              "mean_obj_pos": float(positives.mean()) if positives.size else None,
+              "mean_obj_neg": float(negatives.mean()) if negatives.size else None}
+    atomic_write_text(result_path, json.dumps(result, indent=2))
+    print(f"    val mAP@0.5 {_cell(metrics['val']['map50'])}, test mAP@0.5 {_cell(metrics['test']['map50'])} "
+          f"({seconds:.0f} s training)")
+    return result
+
+
+def mean_sd(values):
+    """``(mean, sample sd, n)`` of the non-None values; sd None for fewer than 2."""
+    values = [v for v in values if v is not None]
+    if not values:
+        return None, None, 0
+    sd = float(np.std(values, ddof=1)) if len(values) > 1 else None
+    return float(np.mean(values)), sd, len(values)
+
+
+def compare(stats, base):
+    """Difference of two ``mean_sd`` triples, its standard error (Welch: sqrt(sd1²/n1 + sd2²/n2)) and the
+    verdict: "better" / "worse" when the difference exceeds twice its standard error, else "tie"."""
+    (mean, sd, n), (base_mean, base_sd, base_n) = stats, base
+    if mean is None or base_mean is None:
+        return {"diff": None, "se": None, "verdict": "n/a"}
+    diff = mean - base_mean
+    if sd is None or base_sd is None:
+        return {"diff": diff, "se": None, "verdict": "n/a (needs 2+ seeds)"}
+    se = math.sqrt(sd ** 2 / n + base_sd ** 2 / base_n)
+    verdict = "tie" if abs(diff) <= 2 * se else ("better" if diff > 0 else "worse")
+    return {"diff": diff, "se": se, "verdict": verdict}
+
+
+def aggregate(config, results):
+    """One summary per variant: mean ± sd of each split's mAPs, thresholds and objectness, and the comparison
+    with the baseline variant."""
+    summaries = []
+    for variant in config["variants"]:
+        runs = [r for r in results if r and r["variant"] == variant["name"]]
+        summary = {"name": variant["name"], "overrides": {k: v for k, v in variant.items() if k != "name"},
+                   "seeds": [r["seed"] for r in runs]}
+        for split in ("val", "test"):
+            for key, _ in _SPLIT_METRICS + (("best_f1_threshold", ""),):
+                summary[f"{split}_{key}"] = mean_sd([r[split][key] for r in runs])
+        for key in ("mean_obj_pos", "mean_obj_neg", "train_seconds"):
+            summary[key] = mean_sd([r[key] for r in runs])
+        summaries.append(summary)
+    base = next(s for s in summaries if s["name"] == (config["baseline"] or summaries[0]["name"]))
+    for summary in summaries:
+        summary["vs_baseline"] = {f"{split}_{key}": compare(summary[f"{split}_{key}"], base[f"{split}_{key}"])
+                                  for split in ("val", "test") for key, _ in _SPLIT_METRICS}
+    return summaries, base["name"]
+
+
+def _cell(value, digits=3):
+    return "–" if value is None else f"{value:.{digits}f}"
+
+
+def _mean_sd_cell(stats, digits=3):
+    mean, sd, _ = stats
+    if mean is None:
+        return "–"
+    return f"{mean:.{digits}f}" if sd is None else f"{mean:.{digits}f} ± {sd:.{digits}f}"
+
+
+def _diff_cell(comparison):
+    if comparison["diff"] is None:
+        return "–"
+    se = "" if comparison["se"] is None else f" ± {comparison['se']:.3f}"
+    return f"{comparison['diff']:+.3f}{se} ({comparison['verdict']})"
+
+
+def results_markdown(config, summaries, baseline_name, command, sizes):
+    """The study's tables (mean ± sd over seeds, differences to the baseline) and the command behind them."""
+    lines = ["# Study", "", f"Command: `{command}`", "",
+             f"Seeds {', '.join(map(str, run_seeds(config)))}; each run's `{config['weights_name']}` evaluated by "
+             f"utils/evaluation.py on {sizes['val']} validation and {sizes['test']} test images. Mean ± sample sd "
+             f"over seeds; Δ is the difference to the baseline `{baseline_name}` ± its standard error (Welch), "
+             f"called better/worse only beyond twice the standard error, else a tie.", "",
+             "| variant | overrides | seeds | val mAP@0.5 | val mAP@.5:.95 | test mAP@0.5 | test mAP@.5:.95 "
+             "| Δ val mAP@0.5 | Δ test mAP@0.5 |", "|" + "---|" * 9]
+    for s in summaries:
+        overrides = ", ".join(f"{k}={v}" for k, v in s["overrides"].items()) or "(train.py's)"
+        cells = [s["name"], overrides, str(len(s["seeds"])),
+                 *(_mean_sd_cell(s[f"{split}_{key}"]) for split in ("val", "test") for key, _ in _SPLIT_METRICS),
+                 _diff_cell(s["vs_baseline"]["val_map50"]), _diff_cell(s["vs_baseline"]["test_map50"])]
+        lines.append("| " + " | ".join(cells) + " |")
+    lines += ["", "| variant | best-F1 threshold (val) | mean objectness, positives | mean objectness, negatives "
+              "| training time per run |", "|---|---|---|---|---|"]
+    for s in summaries:
+        seconds = s["train_seconds"][0]
+        lines.append(f"| {s['name']} | {_mean_sd_cell(s['val_best_f1_threshold'])} | "
+                     f"{_mean_sd_cell(s['mean_obj_pos'], 4)} | {_mean_sd_cell(s['mean_obj_neg'], 4)} | "
+                     f"{'–' if seconds is None else f'{seconds:.0f} s'} |")
+    return "\n".join(lines) + "\n"
+
+
+def per_class_markdown(results, class_names):
+    """Per-class test AP@0.5, mean ± sd over seeds, per variant."""
+    variants = list(dict.fromkeys(r["variant"] for r in results))
+    lines = ["", "Per-class test AP@0.5:", "", "| variant | " + " | ".join(class_names) + " |",
+             "|" + "---|" * (len(class_names) + 1)]
+    for name in variants:
+        runs = [r for r in results if r["variant"] == name]
+        cells = [_mean_sd_cell(mean_sd([r["test"]["ap50"].get(c) for r in runs])) for c in class_names]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def plot_map_bars(summaries, path):
+    """Bars of mean mAP@0.5 on validation and test per variant, with ± sd error bars."""
+    figure = Figure(figsize=(max(6.0, 1.2 * len(summaries) + 2), 4.5), dpi=100)
+    FigureCanvasAgg(figure)
+    axes = figure.subplots()
+    positions = np.arange(len(summaries))
+    for offset, split in ((-0.2, "val"), (0.2, "test")):
+        stats = [s[f"{split}_map50"] for s in summaries]
+        means = [np.nan if m is None else m for m, _, _ in stats]
+        errors = [0 if sd is None else sd for _, sd, _ in stats]
+        bars = axes.bar(positions + offset, means, width=0.4, yerr=errors, capsize=4, label=f"{split} mAP@0.5")
+        axes.bar_label(bars, labels=["" if m is None else f"{m:.3f}" for m, _, _ in stats], fontsize=7,
+                       padding=2)
+    axes.set_xticks(positions, [s["name"] for s in summaries], rotation=30, ha="right")
+    axes.set(ylabel="mAP@0.5 (mean ± sd over seeds)", ylim=(0, 1), title="study")
+    axes.legend()
+    figure.tight_layout()
+    figure.savefig(path)
+    return path
+
+
+def plot_histograms(config, results):
+    """One objectness histogram per variant, positives vs negatives pooled over its seeds."""
+    from utils.plots import plot_score_histograms
+
+    paths = []
+    for variant in config["variants"]:
+        arrays = [np.load(os.path.join(config["study_dir"], variant["name"], f"seed{r['seed']}", "objectness.npz"))
+                  for r in results if r["variant"] == variant["name"]]
+        if not arrays:
+            continue
+        positives = np.concatenate([a["positives"] for a in arrays]).astype(np.float32)
+        negatives = np.concatenate([a["negatives"] for a in arrays]).astype(np.float32)
+        paths.append(plot_score_histograms(
+            positives, negatives, os.path.join(config["study_dir"], f"objectness_{variant['name']}.png"),
+            f"{variant['name']}: objectness on validation cells ({len(arrays)} seeds)"))
+    return paths
+
+
+def write_results(config, results, command, sets):
+    """results.json, results.md, map_bars.png and the histograms, from every finished run."""
+    done = [r for r in results if r]
+    summaries, baseline_name = aggregate(config, done)
+    sizes = {split: len(samples) for split, samples in sets.splits.items()}
+    report = {"command": command, "seeds": run_seeds(config), "baseline": baseline_name, "images": sizes,
+              "variants": summaries, "runs": done}
+    atomic_write_text(os.path.join(config["study_dir"], "results.json"), json.dumps(report, indent=2))
+    table = results_markdown(config, summaries, baseline_name, command, sizes)
+    if done:
+        table += per_class_markdown(done, sets.class_names)
+    atomic_write_text(os.path.join(config["study_dir"], "results.md"), table)
+    plot_map_bars(summaries, os.path.join(config["study_dir"], "map_bars.png"))
+    plot_histograms(config, done)
+    return table
+
+
+def main(argv, own=None, script="study.py", script_argv=None):
+    """Run (or continue) the study ``argv`` describes; ``own``, ``script``, ``script_argv``: a preset's settings,
+    name and own command line (for the recorded command)."""
+    config = resolve_study_config(argv, own)
+    command = shell_command(["python", script, *(argv if script_argv is None else script_argv)])
+    os.makedirs(config["study_dir"], exist_ok=True)
+    atomic_write_text(os.path.join(config["study_dir"], ".gitignore"), _GITIGNORE)
+    sets = EvaluationSets(config)
+    seeds_list, results = run_seeds(config), []
+    total = len(config["variants"]) * len(seeds_list)
+    try:
+        for number, (variant, seed) in enumerate(itertools.product(config["variants"], seeds_list), 1):
+            results.append(run_one(config, variant, seed, sets, f"[{number}/{total}] {variant['name']} seed {seed}:"))
+            write_results(config, results, command, sets)
+    except KeyboardInterrupt:
+        print(f"\nStudy interrupted: finished runs are kept; the same command continues it.")
+        return 130
+    print(write_results(config, results, command, sets))
+    print(f"Results in {config['study_dir']}/ (results.md, results.json, map_bars.png, objectness_<variant>.png)")
+    return 0 if all(results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

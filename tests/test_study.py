@@ -1,0 +1,250 @@
+"""study.py and its focal preset: a real two-variant study with a tiny budget, continuing it, a failed run, the
+statistics by hand, the objectness split against a hand-computed assignment, and command-line errors."""
+import json
+import os
+import sys
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import focal_study
+import study
+from nets.yolo import YoloBody
+from utils.annotation import format_annotation_line
+
+MASK = [[6, 7, 8], [3, 4, 5], [0, 1, 2]]
+ANCHORS = np.array([[12, 16], [19, 36], [40, 28], [36, 75], [76, 55], [72, 146], [142, 110], [192, 243], [459, 401]],
+                   dtype=float)                                   # model_data/yolo_anchors.txt
+SIDE = 64                                                         # val images are SIDE x SIDE: letterbox is identity
+TINY = ["--UnFreeze_Epoch", "1", "--Freeze_Train", "False", "--input_shape", "[64, 64]", "--width_mult", "0.125",
+        "--depth_mult", "0.33", "--Unfreeze_batch_size", "2", "--num_workers", "0", "--device", "cpu"]
+SETTINGS = "[('bce', False, 0.25, 2), ('focal_g2_a0.25', True, 0.25, 2)]"
+
+
+@pytest.fixture(autouse=True)
+def one_thread(monkeypatch):
+    """One intra-op thread here and in the train.py subprocesses: these models are tiny, and on a
+    shared machine two spinning OpenMP threads per process run them ~50x slower than one."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    yield
+    torch.set_num_threads(threads)
+
+
+def write_images(folder, prefix, count, side, rng):
+    """PNG images (lossless: every reader sees the same pixels) with 1-2 bright boxes; their list lines."""
+    lines = []
+    for i in range(count):
+        image = rng.integers(0, 60, (side, side, 3), dtype=np.uint8)
+        boxes = []
+        for _ in range(rng.integers(1, 3)):
+            w, h = rng.integers(10, side // 2, 2)
+            x1, y1 = rng.integers(0, side - w), rng.integers(0, side - h)
+            image[y1:y1 + h, x1:x1 + w] = 220
+            boxes.append((x1, y1, x1 + w, y1 + h, int(rng.integers(2))))
+        path = folder / f"{prefix} {i}.png"                          # a space in the path, as users have
+        Image.fromarray(image).save(path)
+        lines.append(format_annotation_line(path, boxes))
+    return lines
+
+
+@pytest.fixture()
+def data(tmp_path):
+    rng = np.random.default_rng(0)
+    (tmp_path / "images").mkdir()
+    lists = {"train": write_images(tmp_path / "images", "train", 4, 96, rng),
+             "val": write_images(tmp_path / "images", "val", 3, SIDE, rng),
+             "test": write_images(tmp_path / "images", "test", 2, 80, rng)}
+    for name, lines in lists.items():
+        (tmp_path / f"{name}.txt").write_text("\n".join(lines) + "\n")
+    (tmp_path / "classes.txt").write_text("block\nslab\n")
+    return {"args": ["--train_annotation_path", str(tmp_path / "train.txt"), "--val_annotation_path",
+                     str(tmp_path / "val.txt"), "--test_annotation_path", str(tmp_path / "test.txt"),
+                     "--classes_path", str(tmp_path / "classes.txt"), "--study_dir", str(tmp_path / "study")],
+            "study": tmp_path / "study", "val_lines": lists["val"]}
+
+
+def test_focal_study_runs_each_variant_and_seed_then_continues(data, capsys):
+    argv = [*data["args"], *TINY, "--settings", SETTINGS, "--seeds", "2"]
+    assert focal_study.main(argv) == 0
+    root = data["study"]
+    report = json.loads((root / "results.json").read_text())
+    assert [v["name"] for v in report["variants"]] == ["bce", "focal_g2_a0.25"] and report["seeds"] == [11, 12]
+    assert report["images"] == {"val": 3, "test": 2} and len(report["runs"]) == 4
+    assert "python focal_study.py" in report["command"] and "--settings" in report["command"]
+    for run in report["runs"]:
+        stored = json.loads((root / run["variant"] / f"seed{run['seed']}" / "result.json").read_text())
+        assert stored == run
+        assert run["settings"]["focal_loss"] == (run["variant"] != "bce") and run["settings"]["seed"] == run["seed"]
+        assert "--focal_gamma=2" in run["command"] and f"--seed={run['seed']}" in run["command"]
+        for split in ("val", "test"):
+            assert 0 <= run[split]["map50"] <= 1 and set(run[split]["ap50"]) == {"block", "slab"}
+        assert 0 < run["mean_obj_pos"] < 1 and run["final_losses"]["epoch"] == 1
+    bce = report["variants"][0]
+    maps = [r["val"]["map50"] for r in report["runs"] if r["variant"] == "bce"]
+    assert bce["val_map50"][0] == pytest.approx(np.mean(maps)) and bce["val_map50"][2] == 2
+    assert bce["vs_baseline"]["val_map50"]["diff"] == 0 and bce["vs_baseline"]["val_map50"]["verdict"] == "tie"
+    markdown = (root / "results.md").read_text()
+    assert "| bce | focal_loss=False, focal_alpha=0.25, focal_gamma=2 | 2 |" in markdown
+    assert "Per-class test AP@0.5" in markdown and (root / ".gitignore").read_text().count("*.pth") == 1
+    for name in ("map_bars.png", "objectness_bce.png", "objectness_focal_g2_a0.25.png"):
+        with Image.open(root / name) as image:
+            assert image.format == "PNG"
+
+    # The same command again trains nothing; a run whose result is gone but whose checkpoint is there resumes.
+    capsys.readouterr()
+    os.remove(root / "bce" / "seed12" / "result.json")
+    assert focal_study.main(argv) == 0
+    out = capsys.readouterr().out
+    assert out.count("done earlier") == 3 and out.count("resuming") == 1 and "training," not in out
+    again = json.loads((root / "results.json").read_text())
+    assert [r["val"] for r in again["runs"]] == [r["val"] for r in report["runs"]]
+
+
+def reference_scores(model, val_lines):
+    """Objectness of positive / negative cells by hand: for each box the best of the 9 anchors by
+    width/height IoU; if that anchor is on a level, the cell holding the box centre is positive."""
+    positives, negatives = [], []
+    for line in val_lines:
+        path, *boxes = line.rsplit(" ", line.count(",") // 4)
+        image = torch.from_numpy(np.asarray(Image.open(path), dtype=np.float32) / 255).permute(2, 0, 1)[None]
+        with torch.no_grad():
+            outputs = model(image)
+        positive_cells = set()
+        for box in boxes:
+            x1, y1, x2, y2, _ = (int(v) for v in box.split(","))
+            w, h = x2 - x1, y2 - y1
+            ious = [min(w, aw) * min(h, ah) / (w * h + aw * ah - min(w, aw) * min(h, ah)) for aw, ah in ANCHORS]
+            best = int(np.argmax(ious))
+            level = next(l for l, mask in enumerate(MASK) if best in mask)
+            stride = 32 // 2 ** level
+            positive_cells.add((level, MASK[level].index(best), int((y1 + y2) / 2 // stride),
+                                int((x1 + x2) / 2 // stride)))
+        for level, output in enumerate(outputs):
+            size = output.shape[-1]
+            for k in range(3):
+                for gy in range(size):
+                    for gx in range(size):
+                        score = torch.sigmoid(output[0, k * 7 + 4, gy, gx]).item()       # 7 = 5 + 2 classes
+                        (positives if (level, k, gy, gx) in positive_cells else negatives).append(score)
+    return np.sort(positives), np.array(negatives)
+
+
+def fake_train_script(tmp_path, weights):
+    """Stands in for train.py: 'trains' by copying ``weights``, fails focal runs with a message."""
+    script = tmp_path / "fake_train.py"
+    script.write_text(
+        "import os, shutil, sys\n"
+        "args = dict(a[2:].split('=', 1) for a in sys.argv[1:])\n"
+        "if args.get('focal_loss') == 'True':\n"
+        "    print('step 1 ...')\n"
+        "    sys.exit('Training stopped: loss is NaN')\n"
+        f"shutil.copy({str(weights)!r}, os.path.join(args['save_dir'], 'last_epoch_weights.pth'))\n")
+    return str(script)
+
+
+def test_failed_run_is_reported_and_scores_follow_the_loss_assignment(data, tmp_path, monkeypatch, capsys):
+    torch.manual_seed(3)
+    model = YoloBody(MASK, 2, width_mult=0.125, depth_mult=0.33).eval()
+    torch.save(model.state_dict(), tmp_path / "weights.pth")
+    monkeypatch.setattr(study, "_TRAIN_SCRIPT", fake_train_script(tmp_path, tmp_path / "weights.pth"))
+    assert focal_study.main([*data["args"], "--input_shape", "[64, 64]", "--settings", SETTINGS, "--seeds", "1"]) == 1
+    assert "failed: train.py exit 1: Training stopped: loss is NaN" in capsys.readouterr().out
+    report = json.loads((data["study"] / "results.json").read_text())
+    assert [r["variant"] for r in report["runs"]] == ["bce"]
+    assert report["variants"][1]["seeds"] == [] and report["variants"][1]["val_map50"] == [None, None, 0]
+    assert not (data["study"] / "objectness_focal_g2_a0.25.png").exists()
+
+    positives, negatives = reference_scores(model, data["val_lines"])
+    stored = np.load(data["study"] / "bce" / "seed11" / "objectness.npz")
+    assert len(stored["positives"]) == len(positives) and len(stored["negatives"]) == len(negatives)
+    assert report["runs"][0]["mean_obj_pos"] == pytest.approx(positives.mean(), rel=1e-5)
+    assert report["runs"][0]["mean_obj_neg"] == pytest.approx(negatives.mean(), rel=1e-5)
+    sets = study.EvaluationSets(study.resolve_study_config([*data["args"], "--input_shape", "[64, 64]"]))
+    got_pos, got_neg = study.objectness_scores(model, sets.val_dataset, sets.loss, torch.device("cpu"))
+    assert np.sort(got_pos) == pytest.approx(positives, abs=1e-6)
+    assert np.sort(got_neg) == pytest.approx(np.sort(negatives), abs=1e-6)
+
+
+def test_a_study_folder_of_other_settings_is_refused(data, tmp_path, monkeypatch):
+    torch.save(YoloBody(MASK, 2, width_mult=0.125, depth_mult=0.33).state_dict(), tmp_path / "weights.pth")
+    monkeypatch.setattr(study, "_TRAIN_SCRIPT", fake_train_script(tmp_path, tmp_path / "weights.pth"))
+    base = [*data["args"], "--input_shape", "[64, 64]", "--seeds", "1"]
+    assert study.main([*base, "--sweep", "mosaic=[False]"]) == 0
+    with pytest.raises(SystemExit, match="was made with other settings"):
+        study.main([*base, "--sweep", "mosaic=[False]", "--UnFreeze_Epoch", "7"])
+
+
+def test_mean_sd_and_the_two_standard_error_rule_by_hand():
+    assert study.mean_sd([0.5, 0.6, None, 0.7]) == pytest.approx((0.6, 0.1, 3))
+    assert study.mean_sd([0.4]) == (0.4, None, 1) and study.mean_sd([]) == (None, None, 0)
+    # Δ 0.1, SE sqrt(0.1²/3 + 0.1²/3) = 0.0816: 2 SE = 0.163 > 0.1, a tie.
+    tie = study.compare((0.6, 0.1, 3), (0.5, 0.1, 3))
+    assert tie["diff"] == pytest.approx(0.1) and tie["se"] == pytest.approx(0.08165, abs=1e-5)
+    assert tie["verdict"] == "tie"
+    assert study.compare((0.91, 0.01, 3), (0.51, 0.01, 3))["verdict"] == "better"
+    assert study.compare((0.51, 0.01, 3), (0.91, 0.02, 4))["verdict"] == "worse"
+    assert study.compare((0.5, None, 1), (0.4, None, 1))["verdict"] == "n/a (needs 2+ seeds)"
+
+
+def test_sweep_is_a_cartesian_product_with_readable_names():
+    rest, axes = study.split_sweep_arguments(["--seeds", "2", "--sweep", "focal_loss=[False, True]",
+                                              "focal_gamma=[1, 2]", "--study_dir", "x"])
+    assert rest == ["--seeds", "2", "--study_dir", "x"] and axes == {"focal_loss": [False, True], "focal_gamma": [1, 2]}
+    variants = study.build_variants({"sweep": axes, "variants": [], "baseline": ""}, {"focal_loss", "focal_gamma"})
+    assert [v["name"] for v in variants] == ["focal_loss=False_focal_gamma=1", "focal_loss=False_focal_gamma=2",
+                                             "focal_loss=True_focal_gamma=1", "focal_loss=True_focal_gamma=2"]
+    assert variants[3] == {"name": "focal_loss=True_focal_gamma=2", "focal_loss": True, "focal_gamma": 2}
+    shaped = study.build_variants({"sweep": {"input_shape": [[128, 128]]}, "variants": [], "baseline": ""},
+                                  {"input_shape"})
+    assert shaped[0]["name"] == "input_shape=128x128"
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--bogus", "1"], "unknown setting --bogus"),
+    (["--seed", "1"], "--seed is set by each run of the study"),
+    (["--sweep", "focal_gamma"], "expected name=[value, ...]"),
+    (["--sweep", "focal_gama=[1]"], "focal_gama is not a train.py setting"),
+    (["--variants", "[{'save_dir': 'x'}]"], "sets save_dir, which each run sets itself"),
+    (["--variants", "[{'name': 'a'}, {'name': 'a', 'mosaic': False}]"], "a repeats"),
+    (["--variants", "[{'name': 'a/b'}]"], "must be a folder name"),
+    (["--variants", "[{'name': 'a'}]", "--baseline", "b"], "baseline 'b' is not a variant"),
+])
+def test_bad_study_command_line_is_an_error(argv, message, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        study.main(argv)
+    assert exit_info.value.code != 0
+    assert message in str(exit_info.value.code) + capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--focal_gamma", "1"], "--focal_gamma is set by each run of the focal study"),
+    (["--settings", "[('a', True, 0.25)]"], "is not a 4-tuple"),
+    (["--settings", "[('a', True, 1.5, 2)]"], "alpha of 'a' must be a number in [0, 1]"),
+    (["--settings", "[('a/b', False, 0.25, 2)]"], "must be a folder name"),
+    (["--settings", "[('a', False, 0.25, 2), ('a', True, 0.25, 2)]"], "a repeats"),
+])
+def test_bad_focal_study_command_line_is_an_error(argv, message, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        focal_study.main(argv)
+    assert exit_info.value.code != 0
+    assert message in str(exit_info.value.code) + capsys.readouterr().err
+
+
+def test_train_settings_pass_through_unchanged():
+    overrides = {"input_shape": [64, 64], "save_period": 5, "train_annotation_path": "my data/2007 train.txt",
+                 "device": "cpu", "Min_lr": None, "model_path": "True"}
+    variant = {"name": "g", "focal_loss": True, "focal_alpha": 0.5, "focal_gamma": 1}
+    settings = study.run_settings({"train_overrides": overrides}, variant, 12, "out dir/g/seed12")
+    command = study.train_command(settings, resume=True)
+    assert command[:2] == [sys.executable, study._TRAIN_SCRIPT]
+    import train
+    from utils.config import resolve_config
+
+    config = resolve_config(vars(train), command[2:])
+    assert {k: config[k] for k in overrides} == overrides
+    assert (config["focal_loss"], config["focal_alpha"], config["focal_gamma"]) == (True, 0.5, 1)
+    assert (config["save_dir"], config["seed"], config["resume"]) == ("out dir/g/seed12", 12, True)
