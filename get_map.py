@@ -16,7 +16,9 @@ import sys
 from tqdm import tqdm
 
 from utils.config import command_line_names, resolve_config
-from utils.evaluation import EVAL_CONFIDENCE, EVAL_NMS_IOU, evaluate_model, samples_from_voc, score
+from utils.annotation import parse_annotation_line, read_annotation_file
+from utils.datasets import read_dataset
+from utils.evaluation import EVAL_CONFIDENCE, EVAL_NMS_IOU, evaluate_model, samples_from_records, samples_from_voc, score
 from utils.plots import plot_ap_bars, plot_confusion_matrix, plot_pr_curves
 from utils.run_metadata import calibration_fields, metadata_path, read_metadata, write_metadata
 from utils.utils import get_classes
@@ -33,6 +35,10 @@ map_vis = False                            # also save images with their detecti
 VOCdevkit_path = "VOCdevkit"               # dataset root holding VOC2007/
 map_out_path = "map_out"                   # output folder
 image_set = "test"                         # which VOC2007/ImageSets/Main/<image_set>.txt to evaluate
+dataset_format = "voc"                     # with dataset_path: "voc", "yolo" or "coco" (as voc_annotation.py)
+dataset_path = ""                          # "" = VOCdevkit_path; else the dataset voc_annotation.py converted
+image_dir = ""                             # COCO: folder of the images; "" = found beside the JSON
+lists_dir = "."                            # with dataset_path: the image set is <lists_dir>/2007_<image_set>.txt
 
 
 def write_report(out_path, metrics, result, matrix, class_names):
@@ -71,11 +77,23 @@ def build_yolo(config, given):
 
 
 def read_samples(config, class_names):
-    """The image set's images with their XML ground truth (utils/evaluation.py); problems are printed."""
-    samples, report = samples_from_voc(config["VOCdevkit_path"], config["image_set"], class_names)
-    if report.problems:
-        report.print(title=f"image set '{config['image_set']}'")
-    return samples
+    """The image set's images with their ground truth (utils/evaluation.py); problems are printed.
+
+    Upstream's layout: ``VOCdevkit_path/VOC2007/ImageSets/Main/<image_set>.txt`` and its XMLs. With
+    ``dataset_path``: the images of ``<lists_dir>/2007_<image_set>.txt`` with the ground truth the dataset's
+    reader gives (VOC difficult and COCO iscrowd boxes are ignored by the mAP)."""
+    if not config["dataset_path"]:
+        samples, report = samples_from_voc(config["VOCdevkit_path"], config["image_set"], class_names)
+        if report.problems:
+            report.print(title=f"image set '{config['image_set']}'")
+        return samples
+    dataset = read_dataset(config["dataset_format"], config["dataset_path"], class_names, config["image_dir"])
+    if dataset.class_names != list(class_names):
+        raise ValueError(f"the classes of {config['dataset_path']} ({', '.join(dataset.class_names)}) differ from "
+                         f"the model's ({', '.join(class_names)}); give the classes file voc_annotation.py wrote")
+    list_path = os.path.join(config["lists_dir"], f"2007_{config['image_set']}.txt")
+    return samples_from_records(dataset.records, [parse_annotation_line(line)[0]
+                                                  for line in read_annotation_file(list_path)])
 
 
 def write_detection_files(config, samples, detections, yolo):

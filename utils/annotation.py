@@ -5,10 +5,29 @@ contain spaces, so boxes are parsed from the end of the line: trailing tokens of
 comma-separated integers are boxes, everything before them is the path.
 """
 import re
+from typing import NamedTuple
 
 import numpy as np
 
 _BOX = re.compile(r"^-?\d+(\.\d+)?,-?\d+(\.\d+)?,-?\d+(\.\d+)?,-?\d+(\.\d+)?,\d+$")
+
+
+class ImageRecord(NamedTuple):
+    """One image of a dataset in any format (VOC XML, YOLO txt, COCO JSON), boxes in original-image pixels."""
+    image_id: str
+    image_path: str
+    boxes: np.ndarray       # (n, 4) float64 x1, y1, x2, y2
+    classes: np.ndarray     # (n,) int64 class ids
+    difficult: np.ndarray   # (n,) bool: VOC difficult / COCO iscrowd (left out of training, ignored by mAP)
+
+    def training_line(self):
+        """The training-list line: the image path and its non-difficult boxes."""
+        keep = ~self.difficult
+        return format_annotation_line(self.image_path, np.column_stack([self.boxes[keep], self.classes[keep]]))
+
+    def ground_truth(self):
+        """``(n, 6)`` float64 rows ``[x1, y1, x2, y2, class, difficult]`` for evaluation."""
+        return np.column_stack([self.boxes, self.classes, self.difficult]).astype(np.float64).reshape(-1, 6)
 
 
 def format_annotation_line(image_path, boxes):

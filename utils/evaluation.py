@@ -227,3 +227,16 @@ def _is_image_of(annotation, image_id, image_path):
     """Whether the XML of ``image_id`` resolves to ``image_path`` (its ``<filename>`` may name another image)."""
     found = find_image(os.path.dirname(os.path.abspath(image_path)), image_id, annotation.filename)
     return found is not None and os.path.samefile(found, image_path)
+
+
+def samples_from_records(records, image_paths):
+    """Evaluation samples of the records whose images are ``image_paths`` (e.g. the images of a training list),
+    in that order; ``DatasetError`` naming the first image the dataset does not hold."""
+    by_path = {os.path.normcase(os.path.abspath(r.image_path)): r for r in records}
+    samples = []
+    for path in image_paths:
+        record = by_path.get(os.path.normcase(os.path.abspath(path)))
+        if record is None:
+            raise DatasetError(f"{path} is in the list but not in the dataset read (another dataset's list?)")
+        samples.append(EvalSample(record.image_id, record.image_path, record.ground_truth()))
+    return samples

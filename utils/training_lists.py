@@ -9,40 +9,42 @@ import os
 import random
 import sys
 from collections import Counter
-from itertools import compress
 
 import numpy as np
 
-from utils.annotation import format_annotation_line, parse_annotation_line
+from utils.annotation import parse_annotation_line
 from utils.dataset_check import DatasetError, DatasetReport, scan_annotation_lines
 from utils.utils import get_classes
-from utils.voc import (annotation_path, find_image, missing_image_reason, parse_voc_xml, read_image_set,
-                       voc_folder)
+from utils.voc import read_image_set, voc_folder, voc_records
 
 SPLIT_NAMES = ("trainval", "train", "val", "test")
 _MIN_SPLIT_IMAGES = 10  # fewer images than this in a list gives noisy validation loss / mAP
 
 
-def split_image_sets(VOCdevkit_path, trainval_percent=0.9, train_percent=0.9, seed=0, year="2007"):
-    """Write ``ImageSets/Main/{trainval,train,val,test}.txt`` from the XML files; returns ``{name: ids}``.
-
-    Upstream's algorithm (``random.sample`` of trainval, then of train within it) on the sorted
-    ids with a private ``random.Random(seed)``, so a seed always gives the same split.
-    """
+def seeded_split(image_ids, trainval_percent=0.9, train_percent=0.9, seed=0):
+    """``{trainval, train, val, test: ids}``: upstream's algorithm (``random.sample`` of trainval, then of train
+    within it) on the sorted ids with a private ``random.Random(seed)``, so a seed always gives the same split."""
     for name, value in (("trainval_percent", trainval_percent), ("train_percent", train_percent)):
         if not 0 <= value <= 1:
             raise ValueError(f"{name} must be within [0, 1], got {value}")
+    ids = sorted(image_ids)
+    rng = random.Random(seed)
+    trainval = set(rng.sample(range(len(ids)), int(len(ids) * trainval_percent)))
+    train = set(rng.sample(sorted(trainval), int(len(trainval) * train_percent)))
+    members = {"trainval": trainval, "train": train, "val": trainval - train, "test": set(range(len(ids))) - trainval}
+    return {name: [ids[i] for i in sorted(members[name])] for name in SPLIT_NAMES}
+
+
+def split_image_sets(VOCdevkit_path, trainval_percent=0.9, train_percent=0.9, seed=0, year="2007"):
+    """Write ``ImageSets/Main/{trainval,train,val,test}.txt`` from the XML files (``seeded_split``); returns
+    ``{name: ids}``."""
     xml_dir = voc_folder(VOCdevkit_path, year, "Annotations")
     if not os.path.isdir(xml_dir):
         raise FileNotFoundError(f"annotation folder not found: {xml_dir}")
     ids = sorted(name[:-4] for name in os.listdir(xml_dir) if name.endswith(".xml"))
     if not ids:
         raise DatasetError(f"no .xml annotation files in {xml_dir}")
-    rng = random.Random(seed)
-    trainval = set(rng.sample(range(len(ids)), int(len(ids) * trainval_percent)))
-    train = set(rng.sample(sorted(trainval), int(len(trainval) * train_percent)))
-    members = {"trainval": trainval, "train": train, "val": trainval - train, "test": set(range(len(ids))) - trainval}
-    split = {name: [ids[i] for i in sorted(members[name])] for name in SPLIT_NAMES}
+    split = seeded_split(ids, trainval_percent, train_percent, seed)
     out_dir = voc_folder(VOCdevkit_path, year, os.path.join("ImageSets", "Main"))
     os.makedirs(out_dir, exist_ok=True)
     for name, names in split.items():
@@ -54,26 +56,13 @@ def split_image_sets(VOCdevkit_path, trainval_percent=0.9, train_percent=0.9, se
 def annotation_lines(VOCdevkit_path, year, image_ids, class_names, report, skipped_difficult, skipped_unknown):
     """``[(line, image path, XML size)]``: training-list lines (absolute image path, known-class and
     non-difficult boxes) for ``image_ids``; skipped objects are counted per class name."""
-    class_index = {name: i for i, name in enumerate(class_names)}
-    image_dir = os.path.abspath(voc_folder(VOCdevkit_path, year, "JPEGImages"))
+    xml_sizes = {}
+    records = voc_records(os.path.abspath(voc_folder(VOCdevkit_path, year, "")), class_names, report, image_ids,
+                          unknown=skipped_unknown, xml_sizes=xml_sizes)
     lines = []
-    for image_id in image_ids:
-        annotation = parse_voc_xml(annotation_path(VOCdevkit_path, year, image_id), class_names)
-        report.record_xml(annotation)
-        skipped_unknown.update(annotation.unknown)
-        if not annotation.ok:
-            continue
-        image_path = find_image(image_dir, image_id, annotation.filename)
-        if image_path is None:
-            report.add(os.path.join(image_dir, image_id), "missing image",
-                       missing_image_reason(image_id, annotation.filename))
-            report.images_skipped += 1
-            continue
-        skipped_difficult.update(compress(annotation.names, annotation.difficult))
-        keep = ~annotation.difficult
-        class_ids = np.array([class_index[name] for name in annotation.names], dtype=np.float32)[keep]
-        boxes = np.concatenate([annotation.boxes[keep], class_ids[:, None]], axis=1)  # (n, 5)
-        lines.append((format_annotation_line(image_path, boxes), image_path, annotation.size))
+    for record in records:
+        skipped_difficult.update(class_names[c] for c in record.classes[record.difficult])
+        lines.append((record.training_line(), record.image_path, xml_sizes[record.image_path]))
     return lines
 
 
@@ -116,7 +105,7 @@ def build_training_lists(VOCdevkit_path, classes_path, VOCdevkit_sets=(("2007", 
     out = out or sys.stdout
     class_names, num_classes = get_classes(classes_path)
     report, skipped_difficult, unknown = DatasetReport(), Counter(), Counter()
-    written, counts = {}, np.zeros(num_classes, np.int64)
+    usable_lists = {}
     os.makedirs(lists_dir, exist_ok=True)
     for year, image_set in VOCdevkit_sets:
         image_ids = read_image_set(VOCdevkit_path, year, image_set)
@@ -127,24 +116,32 @@ def build_training_lists(VOCdevkit_path, classes_path, VOCdevkit_sets=(("2007", 
         list_path = os.path.join(lists_dir, f"{year}_{image_set}.txt")
         with open(list_path, "w", encoding="utf-8", newline="\n") as f:
             f.writelines(line + "\n" for line in usable)
-        written[list_path] = len(usable)
-        counts += class_counts(usable, num_classes)
+        usable_lists[list_path] = usable
     report.print(out)
     _print_skipped("Skipped difficult objects", skipped_difficult, out)
     _print_skipped(f"Skipped objects of classes not in {classes_path}", unknown, out)
-    print_class_table(class_names, counts, out)
-    for list_path, n_images in written.items():
-        print(f"{list_path}: {n_images} images", file=out)
-        if n_images < _MIN_SPLIT_IMAGES:
-            print(f"Warning: {list_path} has {n_images} images; check the ImageSets files and the split "
-                  f"percentages (validation loss and mAP on so few images are unreliable).", file=out)
-    for name, count in zip(class_names, counts):
-        if count == 0:
-            print(f"Warning: class '{name}' has no objects in these lists; check {classes_path} against the "
-                  f"<name> tags of the XML files.", file=out)
+    written = report_lists(usable_lists, class_names, classes_path, out)
     if not any(written.values()):
         raise DatasetError(f"no usable image in {', '.join(written)} (from {VOCdevkit_path}); see the problems above")
     return written
+
+
+def report_lists(usable_lists, class_names, classes_source, out):
+    """Print the per-class object table of the written lists (``{path: lines}``), their sizes and warnings about
+    tiny lists and classes without objects; returns ``{path: number of images}``."""
+    counts = sum((class_counts(lines, len(class_names)) for lines in usable_lists.values()),
+                 np.zeros(len(class_names), np.int64))
+    print_class_table(class_names, counts, out)
+    for list_path, lines in usable_lists.items():
+        print(f"{list_path}: {len(lines)} images", file=out)
+        if len(lines) < _MIN_SPLIT_IMAGES:
+            print(f"Warning: {list_path} has {len(lines)} images; check the split and its percentages "
+                  f"(validation loss and mAP on so few images are unreliable).", file=out)
+    for name, count in zip(class_names, counts):
+        if count == 0:
+            print(f"Warning: class '{name}' has no objects in these lists; check {classes_source} against the "
+                  f"class names of the annotations.", file=out)
+    return {path: len(lines) for path, lines in usable_lists.items()}
 
 
 def build_missing_lists(train_annotation_path, val_annotation_path, VOCdevkit_path, classes_path):

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from utils.annotation import ImageRecord
 from utils.dataset_check import Problem, inverted_reason
 
 # Image files an id may name, in lookup order (lower and upper case); every one decodes in training too.
@@ -66,6 +67,64 @@ def annotation_of_image(image_path):
         return None
     xml_path = os.path.join(os.path.dirname(folder), "Annotations", os.path.splitext(name)[0] + ".xml")
     return xml_path if os.path.isfile(xml_path) else None
+
+
+def voc_records(voc_dir, class_names, report, image_ids=None, unknown=None, xml_sizes=None):
+    """``ImageRecord`` per image id of a ``VOC<year>`` folder (all ids of ``Annotations/`` when ``image_ids`` is
+    None), with every object of ``class_names`` (difficult ones flagged). Unreadable XMLs and missing images are
+    reported and skipped. ``unknown`` (a Counter) counts objects of other classes; ``xml_sizes`` (a dict) receives
+    each kept image's XML ``<size>``."""
+    xml_dir, image_dir = os.path.join(voc_dir, "Annotations"), os.path.join(voc_dir, "JPEGImages")
+    if image_ids is None:
+        if not os.path.isdir(xml_dir):
+            raise FileNotFoundError(f"annotation folder not found: {xml_dir}")
+        image_ids = sorted(name[:-4] for name in os.listdir(xml_dir) if name.endswith(".xml"))
+    index = {name: i for i, name in enumerate(class_names)}
+    records = []
+    for image_id in image_ids:
+        annotation = parse_voc_xml(os.path.join(xml_dir, image_id + ".xml"), class_names)
+        report.record_xml(annotation)
+        if unknown is not None:
+            unknown.update(annotation.unknown)
+        if not annotation.ok:
+            continue
+        image_path = find_image(image_dir, image_id, annotation.filename)
+        if image_path is None:
+            report.add(os.path.join(image_dir, image_id), "missing image",
+                       missing_image_reason(image_id, annotation.filename))
+            report.images_skipped += 1
+            continue
+        if xml_sizes is not None:
+            xml_sizes[image_path] = annotation.size
+        classes = np.array([index[name] for name in annotation.names], dtype=np.int64)
+        records.append(ImageRecord(image_id, image_path, annotation.boxes.astype(np.float64), classes,
+                                   annotation.difficult.copy()))
+    return records
+
+
+def resolve_voc_dir(path):
+    """The folder holding ``Annotations/``: ``path`` itself, or its ``VOC<year>`` subfolder (a VOCdevkit root with
+    one year in it, as many public sets ship)."""
+    if os.path.isdir(os.path.join(path, "Annotations")):
+        return path
+    years = sorted(name for name in os.listdir(path) if name.startswith("VOC")
+                   and os.path.isdir(os.path.join(path, name, "Annotations"))) if os.path.isdir(path) else []
+    if len(years) == 1:
+        return os.path.join(path, years[0])
+    found = f"it holds {', '.join(years)}; give one of them" if years else "nor a VOC<year>/Annotations/ folder"
+    raise FileNotFoundError(f"{path} is not a VOC folder: no Annotations/ in it, {found}")
+
+
+def read_split(voc_dir):
+    """The folder's own split from ``ImageSets/Main/{train,val,test}.txt`` (those present), or None."""
+    folder = os.path.join(voc_dir, "ImageSets", "Main")
+    split = {}
+    for name in ("train", "val", "test"):
+        path = os.path.join(folder, f"{name}.txt")
+        if os.path.isfile(path):
+            with open(path, encoding="utf-8") as f:
+                split[name] = [line.strip() for line in f if line.strip()]
+    return split or None
 
 
 def ground_truth_rows(annotation, class_names):

@@ -1,0 +1,176 @@
+"""YOLO-format datasets: ``images/`` + ``labels/`` with one ``<image stem>.txt`` per image holding
+``class cx cy w h`` lines (normalized to the image size), and the class names in ``data.yaml`` or ``classes.txt``.
+
+Layouts (``<root>`` = the dataset path):
+- ``<root>/images/*.jpg`` and ``<root>/labels/*.txt``: no split of its own;
+- ``<root>/images/{train,val,test}/`` and ``<root>/labels/{train,val,test}/``: that split, kept by voc_annotation.py
+  with ``annotation_mode 2``.
+
+Problems are reported in a ``DatasetReport`` and counted, never fatal: a line without 5 numbers is skipped, a box
+partly outside [0, 1] is clipped, one wholly outside or of zero size is dropped, an unknown class id is dropped, a
+label file without an image is reported, an image without a label file is a background image.
+"""
+import ast
+import os
+
+import numpy as np
+from PIL import Image
+
+from utils.annotation import ImageRecord
+from utils.voc import IMAGE_EXTENSIONS
+
+SPLIT_FOLDERS = ("train", "val", "test")
+
+
+class YoloFormatError(ValueError):
+    """The folder is not a YOLO dataset this reader understands (no images/, no class names)."""
+
+
+def _yaml_value(text):
+    """A YAML scalar or flow list as Python (``[a, 'b c']``, ``3``, ``name``); no PyYAML needed for these."""
+    text = text.split(" #")[0].strip()
+    if text.startswith("["):
+        items = [item.strip().strip("'\"") for item in text[1:-1].split(",")]
+        return [item for item in items if item]
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text.strip("'\"")
+
+
+def read_data_yaml(path):
+    """Class names from a yolov5/ultralytics ``data.yaml``: ``names: [a, b]``, a block list ``- a``, or a block
+    mapping ``0: a``. Raises ``YoloFormatError`` naming the file when there are none."""
+    names, block = None, None
+    with open(path, encoding="utf-8") as f:
+        for raw in f:
+            line = raw.rstrip()
+            if not line.strip() or line.lstrip().startswith("#"):
+                continue
+            if block is not None and raw[:1] in (" ", "\t", "-"):
+                item = line.strip()
+                if item.startswith("- "):
+                    block.append(str(_yaml_value(item[2:])))
+                elif ":" in item:
+                    key, value = item.split(":", 1)
+                    block.append((int(_yaml_value(key)), str(_yaml_value(value))))
+                continue
+            block = None
+            key, _, value = line.partition(":")
+            if key.strip() == "names":
+                if value.strip():
+                    names = [str(v) for v in _yaml_value(value)]
+                else:
+                    names = block = []
+    if names and isinstance(names[0], tuple):
+        names = [name for _, name in sorted(names)]
+    if not names:
+        raise YoloFormatError(f"{path} has no 'names:' list of class names")
+    return names
+
+
+def class_names_of(root):
+    """The dataset's class names: ``data.yaml`` (or ``.yml``), else ``classes.txt`` / ``obj.names``."""
+    for name in ("data.yaml", "data.yml"):
+        if os.path.isfile(os.path.join(root, name)):
+            return read_data_yaml(os.path.join(root, name))
+    for name in ("classes.txt", "obj.names"):
+        path = os.path.join(root, name)
+        if os.path.isfile(path):
+            with open(path, encoding="utf-8") as f:
+                names = [line.strip() for line in f if line.strip()]
+            if names:
+                return names
+    raise YoloFormatError(f"no class names in {root}: expected data.yaml (names: [...]) or classes.txt")
+
+
+def _images_in(folder):
+    return sorted(name for name in os.listdir(folder) if name.lower().endswith(IMAGE_EXTENSIONS))
+
+
+def split_folders(root):
+    """``{split: (images folder, labels folder)}``: the split subfolders when there are any, else ``{"": ...}``."""
+    images, labels = os.path.join(root, "images"), os.path.join(root, "labels")
+    if not os.path.isdir(images):
+        raise YoloFormatError(f"{root} has no images/ folder (a YOLO dataset is images/ + labels/)")
+    present = [s for s in SPLIT_FOLDERS if os.path.isdir(os.path.join(images, s))]
+    if present:
+        return {s: (os.path.join(images, s), os.path.join(labels, s)) for s in present}
+    return {"": (images, labels)}
+
+
+def parse_label_file(path, width, height, num_classes, report):
+    """``(boxes (n, 4) float64 pixel corners, classes (n,) int64)`` of one label file; problems go to ``report``."""
+    boxes, classes = [], []
+    with open(path, encoding="utf-8") as f:
+        lines = f.read().splitlines()
+    for number, line in enumerate(lines, 1):
+        tokens = line.split()
+        if not tokens:
+            continue
+        where = f"{path}:{number}"
+        try:
+            values = [float(t) for t in tokens]
+        except ValueError:
+            values = None
+        if values is None or len(values) != 5 or values[0] != int(values[0]):
+            report.add(where, "bad label line", f"expected 'class cx cy w h' (5 numbers), got {line.strip()!r}; "
+                                                "line skipped")
+            report.boxes_dropped += 1
+            continue
+        class_id, cx, cy, w, h = values
+        if not 0 <= class_id < num_classes:
+            report.add(where, "unknown class", f"class id {int(class_id)} is not in the {num_classes} class names; "
+                                               "box dropped")
+            report.boxes_dropped += 1
+            continue
+        x1, y1, x2, y2 = cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2
+        if not all(0 <= v <= 1 for v in (x1, y1, x2, y2)):
+            report.add(where, "coordinates outside [0, 1]", f"box {line.strip()!r} reaches outside the image; "
+                                                            "clipped to it")
+        x1, y1, x2, y2 = (min(max(v, 0.0), 1.0) for v in (x1, y1, x2, y2))
+        if x2 <= x1 or y2 <= y1:
+            report.add(where, "empty box", f"box {line.strip()!r} has no area inside the image; box dropped")
+            report.boxes_dropped += 1
+            continue
+        boxes.append([x1 * width, y1 * height, x2 * width, y2 * height])
+        classes.append(int(class_id))
+    return np.array(boxes, dtype=np.float64).reshape(-1, 4), np.array(classes, dtype=np.int64)
+
+
+def yolo_records(root, report):
+    """``(records, class names, split or None)`` of a YOLO folder: ``ImageRecord`` per image, ``split`` maps
+    "train"/"val"/"test" to image ids when the folder has split subfolders."""
+    class_names = class_names_of(root)
+    records, split = [], {}
+    for split_name, (image_dir, label_dir) in split_folders(root).items():
+        images = _images_in(image_dir)
+        stems = {os.path.splitext(name)[0] for name in images}
+        if os.path.isdir(label_dir):
+            for name in sorted(os.listdir(label_dir)):
+                if name.endswith(".txt") and name[:-4] not in stems and name != "classes.txt":
+                    report.add(os.path.join(label_dir, name), "label without image",
+                               f"no image named {name[:-4]}.<{'|'.join(e[1:] for e in IMAGE_EXTENSIONS)}>; ignored")
+        ids = []
+        for name in images:
+            path = os.path.join(image_dir, name)
+            stem = os.path.splitext(name)[0]
+            image_id = f"{split_name}_{stem}" if split_name else stem          # a file name, unique over splits
+            label_path = os.path.join(label_dir, os.path.splitext(name)[0] + ".txt")
+            try:
+                with Image.open(path) as image:
+                    width, height = image.size
+            except (OSError, ValueError, Image.DecompressionBombError) as err:
+                report.add(path, "unreadable image", f"cannot read the image size ({err}); image skipped")
+                report.images_skipped += 1
+                continue
+            if os.path.isfile(label_path):
+                boxes, classes = parse_label_file(label_path, width, height, len(class_names), report)
+            else:
+                report.add(path, "no label file", f"no {label_path}: kept as a background image (no objects)")
+                boxes, classes = np.zeros((0, 4)), np.zeros(0, dtype=np.int64)
+            records.append(ImageRecord(image_id, path, boxes, classes, np.zeros(len(classes), dtype=bool)))
+            ids.append(image_id)
+        if split_name:
+            split[split_name] = ids
+    return records, class_names, split or None
