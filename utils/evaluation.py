@@ -27,8 +27,8 @@ from utils.dataset_check import DatasetError, DatasetReport
 from utils.preprocess import RESIZE_METHOD, network_input, open_image
 from utils.utils_bbox import correct_boxes, decode_outputs, postprocess
 from utils.utils_map import confusion_matrix, evaluate_detections
-from utils.voc import (annotation_of_image, annotation_path, find_image, ground_truth_rows, missing_image_reason,
-                       parse_voc_xml, read_image_set, voc_folder)
+from utils.voc import (annotation_of_image, find_image, ground_truth_rows, parse_voc_xml, read_image_set,
+                       voc_folder, voc_records)
 
 EVAL_CONFIDENCE = 0.001     # detections kept down to this score, so precision-recall curves are complete
 EVAL_NMS_IOU = 0.5          # NMS IoU of evaluated detections
@@ -182,24 +182,13 @@ def samples_from_voc(VOCdevkit_path, image_set, class_names, year="2007", report
     ``class_names``, difficult flags kept). Unreadable XMLs and missing images are reported in ``report``
     (a ``DatasetReport``) and skipped, as voc_annotation.py does; ``DatasetError`` when none is left."""
     report = DatasetReport() if report is None else report
-    image_dir = voc_folder(VOCdevkit_path, year, "JPEGImages")
-    samples = []
-    for image_id in read_image_set(VOCdevkit_path, year, image_set):
-        annotation = parse_voc_xml(annotation_path(VOCdevkit_path, year, image_id), class_names)
-        report.record_xml(annotation)
-        if not annotation.ok:
-            continue
-        image_path = find_image(image_dir, image_id, annotation.filename)
-        if image_path is None:
-            report.add(os.path.join(image_dir, image_id), "missing image", missing_image_reason(image_id, annotation.filename))
-            report.images_skipped += 1
-            continue
-        report.images_kept += 1
-        samples.append(EvalSample(image_id, image_path, ground_truth_rows(annotation, class_names)))
-    if not samples:
+    records = voc_records(voc_folder(VOCdevkit_path, year, ""), class_names, report,
+                          read_image_set(VOCdevkit_path, year, image_set))
+    report.images_kept += len(records)
+    if not records:
         raise DatasetError(f"image set '{image_set}' of {VOCdevkit_path} has no usable image; see the problems "
                            f"reported above")
-    return samples, report
+    return [EvalSample(r.image_id, r.image_path, r.ground_truth()) for r in records], report
 
 
 def samples_from_annotation_lines(lines, class_names):

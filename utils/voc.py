@@ -39,10 +39,6 @@ def read_image_set(VOCdevkit_path, year, image_set):
         return [line.strip() for line in f if line.strip()]
 
 
-def annotation_path(VOCdevkit_path, year, image_id):
-    return os.path.join(voc_folder(VOCdevkit_path, year, "Annotations"), image_id + ".xml")
-
-
 def find_image(image_dir, image_id, filename=None):
     """The image of ``image_id``: the XML's ``filename`` when it exists, else ``<id>`` + a known extension;
     None when there is none."""
