@@ -15,6 +15,7 @@ import sys
 
 import study
 from utils.config import script_settings
+from utils.errors import UserError, run_entry
 
 settings = [("bce", False, 0.25, 2),        # objectness losses, one variant each: (name, focal_loss, alpha, gamma)
             ("focal_g2_a0.25", True, 0.25, 2), ("focal_g0.5_a0.5", True, 0.5, 0.5),
@@ -29,7 +30,7 @@ _NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]*")
 def check_settings(entries):
     """``entries`` as a list of ``(name, focal_loss, alpha, gamma)`` tuples; SystemExit naming a bad one."""
     def fail(problem):
-        raise SystemExit(f"error: --settings: {problem}; each entry is (name, focal_loss, alpha, gamma), "
+        raise UserError(f"--settings: {problem}; each entry is (name, focal_loss, alpha, gamma), "
                          f"e.g. ('focal_g2_a0.25', True, 0.25, 2)")
 
     if not isinstance(entries, (list, tuple)) or not entries:
@@ -70,7 +71,7 @@ def study_arguments(argv):
             index += 1 if inline else 2
             continue
         if name[2:] in _FOCAL or name in ("--variants", "--sweep"):
-            raise SystemExit(f"error: {name} is set by each run of the focal study; choose the objectness losses "
+            raise UserError(f"{name} is set by each run of the focal study; choose the objectness losses "
                              f"with --settings \"[(name, focal_loss, alpha, gamma), ...]\"")
         rest.append(argv[index])
         index += 1
@@ -87,4 +88,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    run_entry(main, sys.argv[1:])

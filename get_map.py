@@ -15,9 +15,11 @@ import sys
 
 from tqdm import tqdm
 
+from utils.atomic import atomic_save_image, atomic_write
 from utils.config import command_line_names, resolve_config
 from utils.annotation import parse_annotation_line, read_annotation_file
 from utils.datasets import read_dataset
+from utils.errors import UserError, run_entry
 from utils.evaluation import EVAL_CONFIDENCE, EVAL_NMS_IOU, evaluate_model, samples_from_records, samples_from_voc, score
 from utils.plots import plot_ap_bars, plot_confusion_matrix, plot_pr_curves
 from utils.run_metadata import calibration_fields, metadata_path, read_metadata, write_metadata
@@ -43,9 +45,7 @@ lists_dir = "."                            # with dataset_path: the image set is
 
 def write_report(out_path, metrics, result, matrix, class_names):
     """metrics.json, results/pr/pr_<class>.png, results/ap_bars.png, results/confusion_matrix.png."""
-    os.makedirs(out_path, exist_ok=True)
-    with open(os.path.join(out_path, "metrics.json"), "w", encoding="utf-8") as f:
-        json.dump(metrics, f, indent=2)
+    atomic_write(os.path.join(out_path, "metrics.json"), json.dumps(metrics, indent=2))
     results = os.path.join(out_path, "results")
     plot_pr_curves(result, class_names, os.path.join(results, "pr"))
     plot_ap_bars(result, class_names, os.path.join(results, "ap_bars.png"))
@@ -89,7 +89,7 @@ def read_samples(config, class_names):
         return samples
     dataset = read_dataset(config["dataset_format"], config["dataset_path"], class_names, config["image_dir"])
     if dataset.class_names != list(class_names):
-        raise ValueError(f"the classes of {config['dataset_path']} ({', '.join(dataset.class_names)}) differ from "
+        raise UserError(f"the classes of {config['dataset_path']} ({', '.join(dataset.class_names)}) differ from "
                          f"the model's ({', '.join(class_names)}); give the classes file voc_annotation.py wrote")
     list_path = os.path.join(config["lists_dir"], f"2007_{config['image_set']}.txt")
     return samples_from_records(dataset.records, [parse_annotation_line(line)[0]
@@ -107,7 +107,7 @@ def write_detection_files(config, samples, detections, yolo):
             drawn = draw_detections(open_image(sample.image_path).convert("RGB"), confident[:, :4], confident[:, 4],
                                     confident[:, 5].astype(int), yolo.class_names, yolo.colors, thickness=2)
             os.makedirs(vis_dir, exist_ok=True)
-            drawn.save(os.path.join(vis_dir, sample.image_id + ".png"))
+            atomic_save_image(drawn, os.path.join(vis_dir, sample.image_id + ".png"))
     print("Get predict result done.")
 
 
@@ -131,7 +131,7 @@ def main(config, given=None):
     this script's own come from yolo.py's defaults or the weights' run metadata, e.g. the input size)."""
     given = set(config) if given is None else given
     if config["map_mode"] not in (0, 1, 2, 3, 4):
-        raise SystemExit(f"error: --map_mode must be 0, 1, 2, 3 or 4, got {config['map_mode']!r}")
+        raise UserError(f"--map_mode must be 0, 1, 2, 3 or 4, got {config['map_mode']!r}")
     if config["map_mode"] in (0, 1):
         # The model's own evaluation: detections computed once, in memory, by utils/evaluation.py; the
         # map_out text files are written from them, and the metric never reads them back.
@@ -188,4 +188,4 @@ def settings(argv):
 
 
 if __name__ == "__main__":
-    main(settings(sys.argv[1:]), given=command_line_names(sys.argv[1:]))
+    run_entry(lambda: main(settings(sys.argv[1:]), given=command_line_names(sys.argv[1:])))

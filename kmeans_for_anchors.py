@@ -11,7 +11,9 @@ import sys
 
 import numpy as np
 
+from utils.atomic import atomic_savefig, atomic_write_lines
 from utils.config import resolve_config
+from utils.errors import UserError, run_entry
 from utils.voc import parse_voc_xml
 
 input_shape = [416, 416]                                # network input [height, width] the anchors are for
@@ -44,7 +46,7 @@ def load_box_sizes(annotations_path):
         print(f"Skipped {skipped} of {len(xml_paths)} annotation files without a parseable XML or a valid <size>.")
     boxes = np.concatenate(sizes + [np.zeros((0, 2), np.float32)])
     if len(boxes) == 0:
-        raise ValueError(f"no boxes found in the annotation files of {annotations_path}")
+        raise UserError(f"no boxes found in the annotation files of {annotations_path}")
     return boxes
 
 
@@ -68,7 +70,7 @@ def kmeans_iou(boxes, k, rng, max_iterations=300):
     the box farthest from its current cluster, so every anchor keeps covering some boxes.
     """
     if len(boxes) < k:
-        raise ValueError(f"need at least {k} boxes for {k} anchors, got {len(boxes)}")
+        raise UserError(f"need at least {k} boxes for {k} anchors, got {len(boxes)}")
     clusters = boxes[rng.choice(len(boxes), k, replace=False)].astype(np.float64)
     assignment = np.full(len(boxes), -1)
     for _ in range(max_iterations):
@@ -109,7 +111,7 @@ def save_cluster_plot(boxes, clusters, assignment, path):
     ax.set_xlabel("width (input pixels)")
     ax.set_ylabel("height (input pixels)")
     ax.set_title(f"{len(clusters)} IoU k-means anchors over {len(boxes)} boxes")
-    fig.savefig(path, dpi=100)
+    atomic_savefig(fig, path, dpi=100)
     plt.close(fig)
 
 
@@ -122,14 +124,10 @@ def main(config):
     clusters = sort_by_area(clusters)
     print(f"{len(boxes)} boxes; mean IoU of each box with its nearest anchor: {mean_best_iou(boxes, clusters):.4f}")
     text = format_anchors(clusters)
-    folder = os.path.dirname(config["anchors_path"])
-    if folder:
-        os.makedirs(folder, exist_ok=True)
-    with open(config["anchors_path"], "w", encoding="utf-8") as f:
-        f.write(text + "\n")
+    atomic_write_lines(config["anchors_path"], [text])
     print(f"anchors ({config['input_shape'][1]}x{config['input_shape'][0]} input): {text}")
     print(f"wrote {config['anchors_path']} and {config['plot_path']}")
 
 
 if __name__ == "__main__":
-    main(resolve_config(globals(), sys.argv[1:]))
+    run_entry(lambda: main(resolve_config(globals(), sys.argv[1:])))

@@ -16,7 +16,9 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from utils.atomic import atomic_save_image
 from utils.config import command_line_names, resolve_config
+from utils.errors import UserError, run_entry
 from yolo import YOLO, YOLO_ONNX, open_image
 
 mode = "predict"                            # predict, video, fps, dir_predict, heatmap, export_onnx or predict_onnx
@@ -75,7 +77,7 @@ def save_image(result, path):
     folder = os.path.dirname(path)
     if folder:
         os.makedirs(folder, exist_ok=True)
-    result.save(path)
+    atomic_save_image(result, path)
     print(f"Saved {path}")
 
 
@@ -99,7 +101,7 @@ def predict_directory(detector, config):
     os.makedirs(target, exist_ok=True)
     for name in tqdm(names):
         result = detector.detect_image(open_image(os.path.join(source, name)))
-        result.save(os.path.join(target, os.path.splitext(name)[0] + ".png"))
+        atomic_save_image(result, os.path.join(target, os.path.splitext(name)[0] + ".png"))
 
 
 def open_video(video_path):
@@ -107,7 +109,7 @@ def open_video(video_path):
     capture = cv2.VideoCapture(source)
     ok, frame = capture.read()
     if not ok:
-        raise ValueError(f"cannot read from video source {video_path!r} (check the file path or webcam index)")
+        raise UserError(f"cannot read from video source {video_path!r} (check the file path or webcam index)")
     return capture, frame
 
 
@@ -180,9 +182,9 @@ def settings(argv):
     namespace = {**YOLO._defaults, **globals()}
     config = resolve_config(namespace, argv, script_path=__file__)
     if config["mode"] not in _MODES:
-        raise SystemExit(f"error: --mode must be one of {', '.join(_MODES)}, got {config['mode']!r}")
+        raise UserError(f"--mode must be one of {', '.join(_MODES)}, got {config['mode']!r}")
     return config
 
 
 if __name__ == "__main__":
-    main(settings(sys.argv[1:]), given=command_line_names(sys.argv[1:]))
+    run_entry(lambda: main(settings(sys.argv[1:]), given=command_line_names(sys.argv[1:])))

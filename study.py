@@ -15,6 +15,8 @@ stopped and continued. ``study_dir`` receives ``results.md`` / ``results.json`` 
 difference to the baseline and whether it exceeds twice its standard error), ``map_bars.png`` and one
 objectness histogram per variant; its ``.gitignore`` keeps weights out of git, so the folder can be committed.
 """
+import difflib
+import io
 import itertools
 import json
 import math
@@ -30,7 +32,9 @@ import torch
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from utils.atomic import atomic_savefig, atomic_write
 from utils.config import command_line_names, parse_value, print_help, resolve_config, script_settings
+from utils.errors import UserError, run_entry
 
 sweep = {}                    # axes of a cartesian sweep: {"focal_gamma": [1, 2], ...} (or --sweep "name=[...]" ...)
 variants = []                 # or explicit variants: [{"name": "bce"}, {"name": "focal", "focal_loss": True}, ...]
@@ -74,7 +78,7 @@ def split_sweep_arguments(argv):
             name, _, values = argv[index].partition("=")
             parsed = parse_value(values)
             if not name or not isinstance(parsed, (list, tuple)) or not parsed:
-                raise SystemExit(f"error: --sweep {argv[index]!r}: expected name=[value, ...], "
+                raise UserError(f"--sweep {argv[index]!r}: expected name=[value, ...], "
                                  f"e.g. --sweep \"focal_gamma=[1, 2]\"")
             axes[name] = list(parsed)
             index += 1
@@ -92,7 +96,7 @@ def resolve_study_config(argv, own=None):
     argv, axes = split_sweep_arguments(argv)
     per_run = sorted(command_line_names(argv) & set(_PER_RUN))
     if per_run:
-        raise SystemExit(f"error: --{per_run[0]} is set by each run of the study (seeds: --seeds N and "
+        raise UserError(f"--{per_run[0]} is set by each run of the study (seeds: --seeds N and "
                          f"--first_seed; folders: --study_dir)")
     defaults = train_defaults()
     config = resolve_config({**defaults, **own}, argv, script_path=__file__)
@@ -105,11 +109,11 @@ def resolve_study_config(argv, own=None):
 def build_variants(config, train_names):
     """The list of ``{"name": ..., **overrides}`` dicts from ``variants`` or the ``sweep`` axes, checked."""
     if config["sweep"] and config["variants"]:
-        raise SystemExit("error: give either sweep or variants, not both")
+        raise UserError("give either sweep or variants, not both")
     if config["sweep"]:
         axes = config["sweep"]
         if not isinstance(axes, dict):
-            raise SystemExit(f"error: sweep must be a dict name -> list of values, got {axes!r}")
+            raise UserError(f"sweep must be a dict name -> list of values, got {axes!r}")
         entries = [dict(zip(axes, values)) for values in itertools.product(*axes.values())]
     else:
         entries = [dict(entry) for entry in config["variants"]] if config["variants"] else [{}]
@@ -117,24 +121,26 @@ def build_variants(config, train_names):
     names = [variant["name"] for variant in checked]
     repeated = sorted({name for name in names if names.count(name) > 1})
     if repeated:
-        raise SystemExit(f"error: variant names must be unique (they are folders): {', '.join(repeated)} repeats")
+        raise UserError(f"variant names must be unique (they are folders): {', '.join(repeated)} repeats")
     if config["baseline"] and config["baseline"] not in names:
-        raise SystemExit(f"error: baseline {config['baseline']!r} is not a variant ({', '.join(names)})")
+        raise UserError(f"baseline {config['baseline']!r} is not a variant ({', '.join(names)})")
     return checked
 
 
 def _checked_variant(entry, train_names):
     if not isinstance(entry, dict):
-        raise SystemExit(f"error: a variant is a dict of train.py settings, got {entry!r}")
+        raise UserError(f"a variant is a dict of train.py settings, got {entry!r}")
     overrides = {k: v for k, v in entry.items() if k != "name"}
     for key in overrides:
         if key in _PER_RUN:
-            raise SystemExit(f"error: variant {entry!r} sets {key}, which each run sets itself")
+            raise UserError(f"variant {entry!r} sets {key}, which each run sets itself")
         if key not in train_names:
-            raise SystemExit(f"error: variant {entry!r}: {key} is not a train.py setting")
+            close = difflib.get_close_matches(key, sorted(train_names), n=1, cutoff=0.8)
+            hint = f"; did you mean {close[0]}?" if close else ""
+            raise UserError(f"variant {entry!r}: {key} is not a train.py setting{hint}")
     name = entry.get("name") or variant_name(overrides)
     if not isinstance(name, str) or not _NAME.fullmatch(name):
-        raise SystemExit(f"error: variant name {name!r} must be a folder name of letters, digits, '.', '_', '=', '-'")
+        raise UserError(f"variant name {name!r} must be a folder name of letters, digits, '.', '_', '=', '-'")
     return {"name": name, **overrides}
 
 
@@ -195,14 +201,6 @@ def last_line(path):
     with open(path, encoding="utf-8", errors="replace") as f:
         lines = [line.strip() for line in f.read().replace("\r", "\n").splitlines() if line.strip()]
     return lines[-1] if lines else ""
-
-
-def atomic_write_text(path, text):
-    """Write ``text`` to ``path`` through a temporary file and a rename: a kill never leaves half a file."""
-    tmp = f"{path}.{os.getpid()}.tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.replace(tmp, path)
 
 
 def read_result(path):
@@ -326,7 +324,7 @@ def run_one(config, variant, seed, sets, progress):
     command = shell_command(["python", "train.py", *train_command(settings)[2:]])
     result = read_result(result_path)
     if result is not None and result["settings"] != json.loads(json.dumps(settings)):
-        raise SystemExit(f"error: {result_path} was made with other settings ({result['command']}); use another "
+        raise UserError(f"{result_path} was made with other settings ({result['command']}); use another "
                          f"--study_dir, or delete that folder to rerun it")
     if result is not None and not config["reevaluate"]:
         print(f"{progress} done earlier ({result_path})")
@@ -342,14 +340,15 @@ def run_one(config, variant, seed, sets, progress):
             print(f"    failed: train.py exit {status}: {last_line(os.path.join(run_dir, 'train.log'))}")
             return None
     metrics, positives, negatives = evaluate_run(weights, sets)
-    np.savez_compressed(os.path.join(run_dir, "objectness.npz"), positives=positives.astype(np.float16),
-                        negatives=negatives.astype(np.float16))
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, positives=positives.astype(np.float16), negatives=negatives.astype(np.float16))
+    atomic_write(os.path.join(run_dir, "objectness.npz"), buffer.getvalue())
     result = {"format": _RESULT_FORMAT, "variant": variant["name"], "seed": seed, "settings": settings,
               "command": command, "weights": config["weights_name"], "train_seconds": seconds,
               "final_losses": final_losses(run_dir), **metrics,
               "mean_obj_pos": float(positives.mean()) if positives.size else None,
               "mean_obj_neg": float(negatives.mean()) if negatives.size else None}
-    atomic_write_text(result_path, json.dumps(result, indent=2))
+    atomic_write(result_path, json.dumps(result, indent=2))
     print(f"    val mAP@0.5 {_cell(metrics['val']['map50'])}, test mAP@0.5 {_cell(metrics['test']['map50'])} "
           f"({seconds:.0f} s training)")
     return result
@@ -471,8 +470,7 @@ def plot_map_bars(summaries, path):
     axes.set(ylabel="mAP@0.5 (mean ± sd over seeds)", ylim=(0, 1), title="study")
     axes.legend()
     figure.tight_layout()
-    figure.savefig(path)
-    return path
+    return atomic_savefig(figure, path)
 
 
 def plot_histograms(config, results):
@@ -500,11 +498,11 @@ def write_results(config, results, command, sets):
     sizes = {split: len(samples) for split, samples in sets.splits.items()}
     report = {"command": command, "seeds": run_seeds(config), "baseline": baseline_name, "images": sizes,
               "variants": summaries, "runs": done}
-    atomic_write_text(os.path.join(config["study_dir"], "results.json"), json.dumps(report, indent=2))
+    atomic_write(os.path.join(config["study_dir"], "results.json"), json.dumps(report, indent=2))
     table = results_markdown(config, summaries, baseline_name, command, sizes)
     if done:
         table += per_class_markdown(done, sets.class_names)
-    atomic_write_text(os.path.join(config["study_dir"], "results.md"), table)
+    atomic_write(os.path.join(config["study_dir"], "results.md"), table)
     plot_map_bars(summaries, os.path.join(config["study_dir"], "map_bars.png"))
     plot_histograms(config, done)
     return table
@@ -516,7 +514,7 @@ def main(argv, own=None, script="study.py", script_argv=None):
     config = resolve_study_config(argv, own)
     command = shell_command(["python", script, *(argv if script_argv is None else script_argv)])
     os.makedirs(config["study_dir"], exist_ok=True)
-    atomic_write_text(os.path.join(config["study_dir"], ".gitignore"), _GITIGNORE)
+    atomic_write(os.path.join(config["study_dir"], ".gitignore"), _GITIGNORE)
     sets = EvaluationSets(config)
     seeds_list, results = run_seeds(config), []
     total = len(config["variants"]) * len(seeds_list)
@@ -533,4 +531,4 @@ def main(argv, own=None, script="study.py", script_argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    run_entry(main, sys.argv[1:])

@@ -11,6 +11,7 @@ import torch
 
 from nets.yolo import YoloBody
 from utils.config import resolve_config
+from utils.errors import UserError, run_entry
 from utils.model_stats import count_macs, count_parameters
 
 input_shape = [416, 416]  # network input (height, width), multiples of 32
@@ -35,7 +36,7 @@ def format_table(rows):
 
 def main(config):
     if any(size % 32 for size in config["input_shape"]):
-        raise SystemExit(f"error: input_shape {config['input_shape']} must be multiples of 32")
+        raise UserError(f"input_shape {config['input_shape']} must be multiples of 32")
     with torch.device("meta"):
         model = YoloBody(config["anchors_mask"], config["num_classes"],
                          width_mult=config["width_mult"], depth_mult=config["depth_mult"])
@@ -55,4 +56,4 @@ def main(config):
 
 
 if __name__ == "__main__":
-    main(resolve_config(globals(), sys.argv[1:]))
+    run_entry(lambda: main(resolve_config(globals(), sys.argv[1:])))

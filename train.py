@@ -63,4 +63,6 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from utils.errors import run_entry
+
+    run_entry(main)

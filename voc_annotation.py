@@ -15,16 +15,14 @@ import os
 import sys
 
 from utils.config import resolve_config
-from utils.coco_json import CocoFormatError
-from utils.dataset_check import DatasetError
 from utils.datasets import FORMATS, read_dataset, write_class_file, write_dataset_lists
+from utils.errors import UserError, run_entry
 # The list builders live in utils/training_lists.py (train.py builds missing lists with them too);
 # they are imported here under upstream's script so that existing callers keep working.
 from utils.training_lists import build_training_lists, split_image_sets  # noqa: F401
 from utils.training_lists import seeded_split
 from utils.utils import get_classes
 from utils.voc import find_image, read_image_set, voc_folder  # noqa: F401
-from utils.yolo_txt import YoloFormatError
 
 annotation_mode = 0                               # 0: split + lists, 1: only the ImageSets split, 2: only the lists
 classes_path = 'model_data/sample_classes.txt'    # class names, one per line; their order gives the class ids
@@ -43,7 +41,7 @@ def dataset_split(config, dataset):
     """The split to write: the dataset's own (``annotation_mode 2``) or a seeded one (``0``)."""
     if config["annotation_mode"] == 2:
         if not dataset.split:
-            raise SystemExit(f"error: {config['dataset_path']} has no split of its own (VOC: ImageSets/Main/*.txt, "
+            raise UserError(f"{config['dataset_path']} has no split of its own (VOC: ImageSets/Main/*.txt, "
                              f"YOLO: images/train, images/val); use annotation_mode 0 to split it with the seed")
         return dataset.split
     if dataset.split:
@@ -56,9 +54,9 @@ def dataset_split(config, dataset):
 def convert_dataset(config):
     """Training lists (train, val, test) from a dataset at ``dataset_path`` in ``dataset_format``."""
     if config["dataset_format"] not in FORMATS:
-        raise SystemExit(f"error: dataset_format must be one of {', '.join(FORMATS)}, got {config['dataset_format']!r}")
+        raise UserError(f"dataset_format must be one of {', '.join(FORMATS)}, got {config['dataset_format']!r}")
     if config["annotation_mode"] == 1:
-        raise SystemExit("error: annotation_mode 1 writes VOCdevkit's ImageSets; with --dataset_path use 0 (seeded "
+        raise UserError("annotation_mode 1 writes VOCdevkit's ImageSets; with --dataset_path use 0 (seeded "
                          "split) or 2 (the dataset's own split)")
     class_names = get_classes(config["classes_path"])[0] if config["dataset_format"] == "voc" else None
     dataset = read_dataset(config["dataset_format"], config["dataset_path"], class_names, config["image_dir"])
@@ -76,10 +74,10 @@ def convert_dataset(config):
 
 def main(config):
     if config["annotation_mode"] not in (0, 1, 2):
-        raise SystemExit(f"error: annotation_mode must be 0, 1 or 2, got {config['annotation_mode']!r}")
+        raise UserError(f"annotation_mode must be 0, 1 or 2, got {config['annotation_mode']!r}")
     if config["dataset_path"] or config["dataset_format"] != "voc":
         if not config["dataset_path"]:
-            raise SystemExit(f"error: dataset_format {config['dataset_format']!r} needs --dataset_path")
+            raise UserError(f"dataset_format {config['dataset_format']!r} needs --dataset_path")
         return convert_dataset(config)
     if config["annotation_mode"] in (0, 1):
         print("Generating the ImageSets split.")
@@ -93,7 +91,4 @@ def main(config):
 
 
 if __name__ == "__main__":
-    try:
-        main(resolve_config(globals(), sys.argv[1:]))
-    except (FileNotFoundError, DatasetError, CocoFormatError, YoloFormatError) as err:
-        sys.exit(f"error: {err}")
+    run_entry(lambda: main(resolve_config(globals(), sys.argv[1:])))

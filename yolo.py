@@ -18,8 +18,10 @@ from matplotlib.figure import Figure
 from PIL import Image, ImageDraw, ImageFont
 
 from nets.fuse import inference_model
+from utils.atomic import atomic_save_image, atomic_savefig
 from nets.yolo import YoloBody, num_classes_of_state_dict, resolve_scale
 from utils.checkpoint import is_darknet_path, load_state_dict_file
+from utils.errors import UserError
 from utils.darknet import DARKNET_SCALE_X_Y
 from utils.run_metadata import metadata_path, read_metadata
 from utils.evaluation import LETTERBOX_IMAGE, Decoding, detections_from_outputs
@@ -91,7 +93,7 @@ class _Detector:
         self.metadata = read_metadata(getattr(self, "model_path", "") or "")
         adopted = self._adopt_metadata(given=set(kwargs))
         if len(self.input_shape) != 2 or any(int(v) != v or v <= 0 or v % 32 for v in self.input_shape):
-            raise ValueError(f"input_shape must be [h, w] with positive multiples of 32 (the largest stride), "
+            raise UserError(f"input_shape must be [h, w] with positive multiples of 32 (the largest stride), "
                              f"got {self.input_shape}")
         self.input_shape = [int(v) for v in self.input_shape]
         if "class_names" in adopted:
@@ -225,7 +227,7 @@ class _Detector:
         for i, box in enumerate(pixel_boxes(boxes, image.size)):
             if box[2] <= box[0] or box[3] <= box[1]:
                 continue                                    # narrower than a pixel: nothing to save
-            image.crop(tuple(box.tolist())).save(os.path.join(CROP_DIR, f"crop_{i}.png"))
+            atomic_save_image(image.crop(tuple(box.tolist())), os.path.join(CROP_DIR, f"crop_{i}.png"))
             print(f"save crop_{i}.png to {CROP_DIR}")
 
     def get_FPS(self, image, test_interval):
@@ -282,21 +284,21 @@ class YOLO(_Detector):
         state_dict = load_state_dict_file(self.model_path, num_classes=self.num_classes,
                                           anchors_mask=self.anchors_mask)
         if is_darknet_path(self.model_path) and "yolo_head1.1.weight" not in state_dict:
-            raise ValueError(f"{self.model_path} holds only darknet's leading convolutions, no prediction heads: "
+            raise UserError(f"{self.model_path} holds only darknet's leading convolutions, no prediction heads: "
                              f"it is a starting point for train.py (model_path), not a detector")
         try:
             file_classes = num_classes_of_state_dict(state_dict, len(self.anchors_mask[0]))
             width_mult, depth_mult = resolve_scale(self.width_mult, self.depth_mult, state_dict)
         except (KeyError, ValueError) as err:
-            raise ValueError(f"{self.model_path} is not a YOLOv4 (YoloBody) weights file: {err}") from None
+            raise UserError(f"{self.model_path} is not a YOLOv4 (YoloBody) weights file: {err}") from None
         if file_classes != self.num_classes:
-            raise ValueError(f"class count mismatch: weights {self.model_path} predict {file_classes} classes "
+            raise UserError(f"class count mismatch: weights {self.model_path} predict {file_classes} classes "
                              f"but classes file {self.classes_path} lists {self.num_classes}")
         model = YoloBody(self.anchors_mask, self.num_classes, width_mult=width_mult, depth_mult=depth_mult)
         try:
             model.load_state_dict(state_dict)
         except RuntimeError as err:
-            raise ValueError(f"weights {self.model_path} do not fit YoloBody(width_mult={width_mult}, "
+            raise UserError(f"weights {self.model_path} do not fit YoloBody(width_mult={width_mult}, "
                              f"depth_mult={depth_mult}): {str(err).splitlines()[0]}") from None
         self.width_mult, self.depth_mult = width_mult, depth_mult
         self.torch_device = resolve_device(self.device)
@@ -324,7 +326,7 @@ class YOLO(_Detector):
         folder = os.path.dirname(heatmap_save_path)
         if folder:
             os.makedirs(folder, exist_ok=True)
-        figure.savefig(heatmap_save_path, dpi=200)
+        atomic_savefig(figure, heatmap_save_path, dpi=200)
         print("Save to the " + heatmap_save_path)
 
     def _objectness_map(self, outputs, image_shape):
@@ -347,7 +349,7 @@ class YOLO(_Detector):
         """Export the fused network to ``model_path`` (input ``images`` 1x3xHxW, outputs ``output0..2``
         at strides 32, 16, 8, opset 12). ``simplify`` runs onnxsim when it is installed."""
         if importlib.util.find_spec("onnx") is None:
-            raise RuntimeError("exporting to ONNX needs the 'onnx' package: pip install onnx")
+            raise UserError("exporting to ONNX needs the 'onnx' package: pip install onnx")
         import onnx
 
         dummy = torch.zeros(1, 3, *self.input_shape, device=self.torch_device)
@@ -384,7 +386,7 @@ class YOLO_ONNX(_Detector):
 
     def generate(self):
         if importlib.util.find_spec("onnxruntime") is None:
-            raise RuntimeError("running an ONNX model needs the 'onnxruntime' package: pip install onnxruntime")
+            raise UserError("running an ONNX model needs the 'onnxruntime' package: pip install onnxruntime")
         import onnxruntime
 
         if not os.path.isfile(self.onnx_path):
@@ -395,7 +397,7 @@ class YOLO_ONNX(_Detector):
         self.session = onnxruntime.InferenceSession(self.onnx_path, providers=providers)
         model_input = self.session.get_inputs()[0]
         if list(model_input.shape[2:]) != list(self.input_shape):
-            raise ValueError(f"{self.onnx_path} takes input {model_input.shape}, but input_shape is {self.input_shape}")
+            raise UserError(f"{self.onnx_path} takes input {model_input.shape}, but input_shape is {self.input_shape}")
         self.input_name = model_input.name
         print(f"{self.onnx_path} model, anchors, and classes loaded.")
 

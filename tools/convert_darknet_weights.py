@@ -17,6 +17,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # run as a script from anywhere
 
 from utils.checkpoint import atomic_save  # noqa: E402
+from utils.errors import run_entry  # noqa: E402
 from utils.config import resolve_config  # noqa: E402
 from utils import darknet  # noqa: E402  (module import: its constants must not become settings)
 from utils.run_metadata import write_metadata  # noqa: E402
@@ -55,7 +56,4 @@ def convert(weights_path, classes_path, anchors_path, anchors_mask, input_shape,
 
 if __name__ == "__main__":
     config = resolve_config(globals(), sys.argv[1:], __file__)
-    try:
-        convert(**config)
-    except (FileNotFoundError, ValueError) as err:
-        raise SystemExit(f"error: {err}") from None
+    run_entry(lambda: convert(**config) and 0)

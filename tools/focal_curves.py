@@ -20,7 +20,9 @@ from matplotlib.figure import Figure
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # run as a script from anywhere
 
 from nets.focal_loss import sigmoid_focal_loss  # noqa: E402
+from utils.atomic import atomic_savefig  # noqa: E402
 from utils.config import resolve_config  # noqa: E402
+from utils.errors import run_entry  # noqa: E402
 
 output_path = "docs/focal_curves.png"         # PNG to write (the README embeds this one)
 gammas = [0, 0.5, 1, 2, 5]                    # focusing parameters to draw, one curve each
@@ -67,10 +69,10 @@ def plot_focal_curves(path, gamma_values, p_t=_P_T):
     folder = os.path.dirname(os.fspath(path))
     if folder:
         os.makedirs(folder, exist_ok=True)
-    figure.savefig(path)
+    atomic_savefig(figure, path)
     return path
 
 
 if __name__ == "__main__":
     config = resolve_config(globals(), sys.argv[1:], __file__)
-    print(f"Saved {plot_focal_curves(config['output_path'], config['gammas'])}")
+    run_entry(lambda: print(f"Saved {plot_focal_curves(config['output_path'], config['gammas'])}"))

@@ -23,7 +23,9 @@ from PIL import Image
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # run as a script from anywhere
 
 import voc_annotation  # noqa: E402
+from utils.atomic import atomic_write, atomic_write_lines  # noqa: E402
 from utils.config import resolve_config  # noqa: E402
+from utils.errors import UserError, run_entry  # noqa: E402
 
 out = 'VOCdevkit'                                 # folder that receives VOC2007/{Annotations,JPEGImages,ImageSets/Main}
 num_images = 200                                  # number of images to generate
@@ -270,7 +272,7 @@ def _check_output_folder(xml_dir, ids):
     if os.path.isdir(xml_dir):
         foreign = sorted(set(name[:-4] for name in os.listdir(xml_dir) if name.endswith(".xml")) - set(ids))
         if foreign:
-            raise SystemExit(f"error: {xml_dir} holds other annotations ({', '.join(foreign[:3])}, ...); "
+            raise UserError(f"{xml_dir} holds other annotations ({', '.join(foreign[:3])}, ...); "
                              f"choose an empty --out or delete them first")
 
 
@@ -282,12 +284,9 @@ def write_dataset(out, num_images, seed, classes_path):
     os.makedirs(jpeg_dir, exist_ok=True)
     for index in range(num_images):
         id_, jpeg, xml = sample_files(index, seed)
-        with open(os.path.join(jpeg_dir, f"{id_}.jpg"), "wb") as f:
-            f.write(jpeg)
-        with open(os.path.join(xml_dir, f"{id_}.xml"), "w", encoding="utf-8", newline="\n") as f:
-            f.write(xml)
-    with open(classes_path, "w", encoding="utf-8", newline="\n") as f:
-        f.writelines(name + "\n" for name in _CLASS_NAMES)
+        atomic_write(os.path.join(jpeg_dir, f"{id_}.jpg"), jpeg)
+        atomic_write(os.path.join(xml_dir, f"{id_}.xml"), xml)
+    atomic_write_lines(classes_path, _CLASS_NAMES)
     split = voc_annotation.split_image_sets(out, voc_annotation.trainval_percent, voc_annotation.train_percent,
                                             voc_annotation.seed)
     print(f"wrote {num_images} images to {voc_dir} and {classes_path}; "
@@ -296,4 +295,4 @@ def write_dataset(out, num_images, seed, classes_path):
 
 if __name__ == "__main__":
     config = resolve_config(globals(), sys.argv[1:], __file__)
-    write_dataset(config["out"], config["num_images"], config["seed"], config["classes_path"])
+    run_entry(write_dataset, config["out"], config["num_images"], config["seed"], config["classes_path"])

@@ -9,6 +9,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from utils.errors import UserError
+
 _BOX = re.compile(r"^-?\d+(\.\d+)?,-?\d+(\.\d+)?,-?\d+(\.\d+)?,-?\d+(\.\d+)?,\d+$")
 
 
@@ -45,7 +47,7 @@ def parse_annotation_line(line):
         n -= 1
     path = " ".join(tokens[:n]).strip()
     if not path:
-        raise ValueError(f"annotation line has no image path: {line.strip()!r}")
+        raise UserError(f"annotation line has no image path: {line.strip()!r}")
     boxes = [[float(v) for v in token.split(",")] for token in tokens[n:]]
     return path, np.array(boxes, dtype=np.float32).reshape(-1, 5)
 

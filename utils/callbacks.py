@@ -4,16 +4,11 @@ import datetime
 import json
 import os
 
+from utils.atomic import atomic_write
+
 
 FIELDS = ["epoch", "lr", "train_loss", "train_loc", "train_conf", "train_cls", "val_loss", "val_loc", "val_conf",
           "val_cls", "map50", "map50_95", "nonfinite_steps", "skipped_files", "images_per_second"]
-
-
-def _atomic_write_text(path, text):
-    tmp = f"{path}.tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.replace(tmp, path)
 
 
 class RunLog:
@@ -32,7 +27,7 @@ class RunLog:
             os.makedirs(self.run_dir, exist_ok=True)
         self.csv_path = os.path.join(self.run_dir, "losses.csv")
         self.rows = [r for r in self._read_rows() if r["epoch"] <= resume_epoch]
-        _atomic_write_text(os.path.join(self.run_dir, "config.json"),
+        atomic_write(os.path.join(self.run_dir, "config.json"),
                            json.dumps(config, indent=2, sort_keys=True, default=str))
 
     def _read_rows(self):
@@ -60,15 +55,15 @@ class RunLog:
         lines = [",".join(FIELDS)]
         for row in self.rows:
             lines.append(",".join("" if row.get(k) is None else f"{row[k]:.6g}" for k in FIELDS))
-        _atomic_write_text(self.csv_path, "\n".join(lines) + "\n")
+        atomic_write(self.csv_path, "\n".join(lines) + "\n")
 
     def _plot(self):
         from utils.plots import plot_loss_curves, plot_map_curve
 
-        _atomic_plot(plot_loss_curves, self.rows, os.path.join(self.run_dir, "loss_curve.png"))
+        plot_loss_curves(self.rows, os.path.join(self.run_dir, "loss_curve.png"))
         map_rows = [r for r in self.rows if r.get("map50") is not None]
         if map_rows:
-            _atomic_plot(plot_map_curve, map_rows, os.path.join(self.run_dir, "map_curve.png"))
+            plot_map_curve(map_rows, os.path.join(self.run_dir, "map_curve.png"))
 
     @staticmethod
     def summary_line(row):
@@ -77,9 +72,3 @@ class RunLog:
         if row.get("map50") is not None:
             text += f", val mAP@0.5 {row['map50']:.4f}, mAP@.5:.95 {row['map50_95']:.4f}"
         return text
-
-
-def _atomic_plot(plot_fn, rows, path):
-    tmp = os.path.join(os.path.dirname(path), "tmp_" + os.path.basename(path))
-    plot_fn(rows, tmp)
-    os.replace(tmp, path)

@@ -6,9 +6,11 @@ pickled objects is refused before any of its code can run.
 import os
 import pickle
 import re
-import tempfile
 
 import torch
+
+from utils.atomic import atomic_save  # noqa: F401 (weights are saved through the one atomic write)
+from utils.errors import UserError
 
 # Keys under which a resumable checkpoint keeps weights, in order of preference.
 _WRAPPER_KEYS = ("ema", "model", "state_dict", "model_state_dict")
@@ -16,38 +18,8 @@ _WRAPPER_KEYS = ("ema", "model", "state_dict", "model_state_dict")
 _DARKNET_NAME = re.compile(r"\.(weights|conv\.\d+)$")
 
 
-class UnsafeWeightsError(RuntimeError):
+class UnsafeWeightsError(UserError, RuntimeError):
     """The file holds pickled objects other than tensors and plain containers."""
-
-
-def _current_umask():
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-_UMASK = _current_umask()
-
-
-def atomic_save(obj, path):
-    """``torch.save`` to a temporary file in the same folder, fsync, then rename over ``path``.
-
-    A crash at any moment leaves either the previous file or the new one, never a torn file.
-    """
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=os.path.basename(path) + ".", suffix=".tmp", dir=folder)
-    try:
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the file the mode open() would
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
 
 
 def safe_load(path, map_location="cpu"):
@@ -55,7 +27,7 @@ def safe_load(path, map_location="cpu"):
     if not os.path.isfile(path):
         raise FileNotFoundError(f"weights file not found: {path}")
     if os.path.getsize(path) == 0:
-        raise ValueError(f"weights file is empty (0 bytes): {path}")
+        raise UserError(f"weights file is empty (0 bytes): {path}")
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:
@@ -64,7 +36,7 @@ def safe_load(path, map_location="cpu"):
             f"them could run arbitrary code. Load it in a trusted session and re-save model.state_dict(). "
             f"(torch said: {str(err).splitlines()[0]})") from None
     except Exception as err:  # torch.load raises many types on corrupt data (struct.error, EOFError, ...)
-        raise ValueError(f"cannot read weights file {path}: it is truncated or not a PyTorch file ({err})") from None
+        raise UserError(f"cannot read weights file {path}: it is truncated or not a PyTorch file ({err})") from None
 
 
 def extract_state_dict(obj, path="<weights>"):
@@ -75,7 +47,7 @@ def extract_state_dict(obj, path="<weights>"):
                 return obj[key]
         if obj and all(isinstance(k, str) and torch.is_tensor(v) for k, v in obj.items()):
             return obj
-    raise ValueError(f"{path} holds no state_dict (expected a mapping of parameter names to tensors)")
+    raise UserError(f"{path} holds no state_dict (expected a mapping of parameter names to tensors)")
 
 
 def is_darknet_path(path):
@@ -92,7 +64,7 @@ def load_state_dict_file(path, map_location="cpu", num_classes=None, anchors_mas
     """
     if is_darknet_path(path):
         if num_classes is None:
-            raise ValueError(f"{path} is a darknet weights file: reading it needs the class count (num_classes), "
+            raise UserError(f"{path} is a darknet weights file: reading it needs the class count (num_classes), "
                              f"which sets the size of its prediction convolutions")
         from utils.darknet import read_darknet_weights  # noqa: local import keeps torch-only loads light
 

@@ -13,9 +13,10 @@ import os
 import numpy as np
 
 from utils.annotation import ImageRecord
+from utils.errors import UserError
 
 
-class CocoFormatError(ValueError):
+class CocoFormatError(UserError):
     """The file is not a COCO instances JSON this reader understands."""
 
 

@@ -6,13 +6,16 @@ A script defines its settings as plain module-level globals with a comment each,
 (``--input_shape "[320, 320]"``, ``--focal_loss True``), anything else stays a string (paths).
 """
 import ast
+import difflib
 import re
 import sys
+
+from utils.errors import UserError
 
 _SETTING_TYPES = (bool, int, float, str, list, tuple, dict, type(None))
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError):
     """A bad command line; ``resolve_config`` prints it and exits with status 2, like argparse."""
 
     def __init__(self, message):
@@ -72,9 +75,19 @@ def parse_overrides(defaults, argv):
             i += 1
         i += 1
         if name not in defaults:
-            raise ConfigError(f"unknown setting --{name}. Valid settings: {', '.join(sorted(defaults))}")
+            raise ConfigError(unknown_setting_message(name, defaults))
         config[name] = _coerce(name, defaults[name], parse_value(text), text)
     return config
+
+
+def unknown_setting_message(name, names):
+    """``unknown setting --x`` with the near misses among ``names`` ("did you mean --focal_gamma?")."""
+    close = difflib.get_close_matches(name, list(names), n=2, cutoff=0.8)
+    if close:
+        hint = "did you mean " + " or ".join(f"--{c}" for c in close) + "?"
+    else:
+        hint = f"--help lists the {len(names)} settings"
+    return f"unknown setting --{name}; {hint}"
 
 
 def setting_comments(path):

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from nets.yolo import YoloBody
+from utils.errors import UserError
 
 DEFAULT_ANCHORS_MASK = ((6, 7, 8), (3, 4, 5), (0, 1, 2))
 # Centre scale of yolov4.cfg's [yolo] layers (1.2 / 1.1 / 1.05 at strides 8 / 16 / 32), in
@@ -118,7 +119,7 @@ def darknet_layout(num_classes, anchors_mask=None):
     """The full YOLOv4's convolutions in file order for ``num_classes`` classes (width and depth 1.0:
     darknet files always hold the full-size network)."""
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
-        raise ValueError(f"num_classes must be a positive integer, got {num_classes!r}")
+        raise UserError(f"num_classes must be a positive integer, got {num_classes!r}")
     return _layout(num_classes, _mask_key(anchors_mask))
 
 
@@ -126,16 +127,16 @@ def read_header(f, path):
     """Parse the header at the start of the open file ``f``; clear errors for files that are not darknet's."""
     head = f.read(12)
     if len(head) < 12:
-        raise ValueError(f"{path} is truncated: {len(head)} bytes, shorter than a darknet weights header")
+        raise UserError(f"{path} is truncated: {len(head)} bytes, shorter than a darknet weights header")
     major, minor, revision = (int(v) for v in np.frombuffer(head, dtype="<i4"))
     if not all(0 <= v < _MAX_VERSION for v in (major, minor, revision)):
         hint = " (it starts like a zip archive: a PyTorch .pth file renamed .weights?)" if head[:2] == b"PK" else ""
-        raise ValueError(f"{path} is not a darknet weights file: its header version {major}.{minor}.{revision} "
+        raise UserError(f"{path} is not a darknet weights file: its header version {major}.{minor}.{revision} "
                          f"is not one darknet writes (small numbers, e.g. 0.2.5){hint}")
     seen_dtype = "<u8" if major * 10 + minor >= 2 else "<u4"
     seen_bytes = f.read(np.dtype(seen_dtype).itemsize)
     if len(seen_bytes) < np.dtype(seen_dtype).itemsize:
-        raise ValueError(f"{path} is truncated inside its darknet header")
+        raise UserError(f"{path} is truncated inside its darknet header")
     seen = int(np.frombuffer(seen_bytes, dtype=seen_dtype)[0])
     return DarknetHeader(major, minor, revision, seen, 12 + len(seen_bytes))
 
@@ -145,7 +146,7 @@ def _count_convs(path, num_floats, layout, num_classes, anchors_mask):
     hit = int(np.searchsorted(layout.boundaries, num_floats))
     if num_floats > 0 and hit < len(layout.slots) and layout.boundaries[hit] == num_floats:
         return hit + 1
-    raise ValueError(_size_message(path, num_floats, layout, num_classes, anchors_mask))
+    raise UserError(_size_message(path, num_floats, layout, num_classes, anchors_mask))
 
 
 def _boundary_note(layout, k):
@@ -183,11 +184,11 @@ def read_darknet_file(path, num_classes, anchors_mask=None):
         header = read_header(f, path)
         data_bytes = file_bytes - header.num_bytes
         if data_bytes % _FLOAT.itemsize:
-            raise ValueError(f"{path} is truncated: its {data_bytes} data bytes after the header end inside a float")
+            raise UserError(f"{path} is truncated: its {data_bytes} data bytes after the header end inside a float")
         num_convs = _count_convs(path, data_bytes // _FLOAT.itemsize, layout, num_classes, anchors_mask)
         values = np.fromfile(f, dtype=_FLOAT, count=data_bytes // _FLOAT.itemsize)      # (num_floats,)
     if values.size * _FLOAT.itemsize != data_bytes:
-        raise ValueError(f"{path} is truncated: read {values.size} floats of {data_bytes // _FLOAT.itemsize}")
+        raise UserError(f"{path} is truncated: read {values.size} floats of {data_bytes // _FLOAT.itemsize}")
     return DarknetWeights(header, _state_dict(values, layout, num_convs), num_convs, layout)
 
 

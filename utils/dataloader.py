@@ -18,6 +18,7 @@ from torch.utils.data import get_worker_info
 from torch.utils.data.dataset import Dataset
 
 from utils.annotation import parse_annotation_line
+from utils.errors import UserError
 from utils.augment import (hflip, hsv_jitter, jittered_size, letterbox_size, mixup, mosaic, mosaic_cut,
                            normalized_cxcywh, place, rand, random_hsv_gains, random_offset, resize_rgb, scale_boxes,
                            to_chw_float)
@@ -150,15 +151,15 @@ def _pack_annotations(annotation_lines, num_classes):
         try:
             path, line_boxes = parse_annotation_line(line)
         except ValueError as err:
-            raise ValueError(f"annotation line {number}: {err}") from None
+            raise UserError(f"annotation line {number}: {err}") from None
         bad = line_boxes[:, 4] >= num_classes
         if bad.any():
-            raise ValueError(f"annotation line {number} ({path}): class id {int(line_boxes[bad, 4][0])} is not "
+            raise UserError(f"annotation line {number} ({path}): class id {int(line_boxes[bad, 4][0])} is not "
                              f"below num_classes={num_classes}")
         paths.append(path.encode("utf-8"))
         boxes.append(line_boxes)
     if not paths:
-        raise ValueError("the annotation list is empty: no images to load")
+        raise UserError("the annotation list is empty: no images to load")
     starts = np.cumsum([0] + [len(b) for b in boxes])
     return np.array(paths, dtype=bytes), np.concatenate(boxes), starts
 
@@ -319,7 +320,7 @@ class YoloDataset(Dataset):
                     self._mark_unreadable(index, err)
             self._skip_counts[self._worker_slot % _COUNTER_SLOTS] += 1
             if bool(self._unreadable.all()):
-                raise RuntimeError(f"none of the {len(self)} images in the annotation list can be read "
+                raise UserError(f"none of the {len(self)} images in the annotation list can be read "
                                    f"(e.g. {self._path(index)}); check the paths in the list")
             index = self._random_index()
 

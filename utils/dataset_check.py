@@ -25,6 +25,7 @@ import numpy as np
 from PIL import Image
 
 from utils.annotation import format_annotation_line, parse_annotation_line
+from utils.errors import UserError
 
 _EXIF_ORIENTATION = 0x0112
 _MODE_NAMES = {"L": "grayscale", "LA": "grayscale+alpha", "1": "1-bit", "P": "palette", "PA": "palette+alpha",
@@ -32,7 +33,7 @@ _MODE_NAMES = {"L": "grayscale", "LA": "grayscale+alpha", "1": "1-bit", "P": "pa
 _IMAGE_ERRORS = (OSError, SyntaxError, ValueError, Image.DecompressionBombError)
 
 
-class DatasetError(ValueError):
+class DatasetError(UserError):
     """Nothing usable is left in a dataset after the checks."""
 
 

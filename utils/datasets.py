@@ -11,6 +11,7 @@ import sys
 from dataclasses import dataclass, field
 
 
+from utils.atomic import atomic_write_lines
 from utils.coco_json import coco_records
 from utils.dataset_check import DatasetError, DatasetReport, scan_annotation_lines
 from utils.training_lists import report_lists
@@ -68,8 +69,7 @@ def write_dataset_lists(dataset, split, lists_dir, year="2007", out=None):
                                           dataset.class_names, dataset.report, allow_empty=True)
         usable_lists[os.path.join(lists_dir, f"{year}_{name}.txt")] = usable
     for path, lines in usable_lists.items():
-        with open(path, "w", encoding="utf-8", newline="\n") as f:
-            f.writelines(line + "\n" for line in lines)
+        atomic_write_lines(path, lines)
     dataset.report.print(out)
     difficult = sum(int(r.difficult.sum()) for r in dataset.records)
     if difficult:
@@ -82,9 +82,4 @@ def write_dataset_lists(dataset, split, lists_dir, year="2007", out=None):
 
 def write_class_file(class_names, path):
     """The class names one per line (the order gives the class ids), as train.py's classes_path reads them."""
-    folder = os.path.dirname(path)
-    if folder:
-        os.makedirs(folder, exist_ok=True)
-    with open(path, "w", encoding="utf-8", newline="\n") as f:
-        f.writelines(name + "\n" for name in class_names)
-    return path
+    return atomic_write_lines(path, class_names)

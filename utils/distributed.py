@@ -5,6 +5,8 @@ import os
 import torch
 import torch.distributed as dist
 
+from utils.errors import UserError
+
 
 def launched_by_torchrun():
     return "RANK" in os.environ and "WORLD_SIZE" in os.environ
@@ -17,7 +19,7 @@ def setup(device_setting):
     when one of them dies.
     """
     if not launched_by_torchrun():
-        raise RuntimeError("distributed=True needs the torchrun launcher, e.g. "
+        raise UserError("distributed=True needs the torchrun launcher, e.g. "
                            "torchrun --nproc_per_node=2 train.py --distributed True")
     rank, world_size = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
     local_rank = int(os.environ.get("LOCAL_RANK", 0))

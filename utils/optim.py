@@ -2,6 +2,8 @@
 import torch
 import torch.nn as nn
 
+from utils.errors import UserError
+
 NOMINAL_BATCH = 64
 
 
@@ -37,7 +39,7 @@ def build_optimizer(model, optimizer_type, lr, momentum, weight_decay):
     elif optimizer_type == "adamw":
         optimizer = torch.optim.AdamW(bn_weights, lr=lr, betas=(momentum, 0.999), weight_decay=0.0)
     else:
-        raise ValueError(f"optimizer_type must be 'sgd', 'adam' or 'adamw', got {optimizer_type!r}")
+        raise UserError(f"optimizer_type must be 'sgd', 'adam' or 'adamw', got {optimizer_type!r}")
     optimizer.add_param_group({"params": weights, "weight_decay": weight_decay})
     optimizer.add_param_group({"params": biases, "weight_decay": 0.0})
     return optimizer

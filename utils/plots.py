@@ -12,6 +12,8 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from utils.atomic import atomic_savefig
+
 
 def _new_figure(width, height, panels=1):
     figure = Figure(figsize=(width, height), dpi=100)
@@ -21,12 +23,8 @@ def _new_figure(width, height, panels=1):
 
 
 def _save(figure, path):
-    directory = os.path.dirname(os.fspath(path))
-    if directory:
-        os.makedirs(directory, exist_ok=True)
     figure.tight_layout()
-    figure.savefig(path)
-    return path
+    return atomic_savefig(figure, os.fspath(path))
 
 
 def _check_class_count(result, class_names):

@@ -13,6 +13,7 @@ import numpy as np
 from PIL import Image
 
 from utils.augment import grey_canvas, letterbox_size, resize_rgb, to_chw_float
+from utils.errors import UserError
 from utils.utils import cvtColor
 
 # Recorded in the weights' metadata with letterbox_image, so a calibrated threshold names its preprocessing.
@@ -27,7 +28,7 @@ def open_image(path):
         image = Image.open(path)
         image.load()
     except (OSError, ValueError, Image.DecompressionBombError) as err:
-        raise ValueError(f"cannot read image {path}: {err}") from None
+        raise UserError(f"cannot read image {path}: {err}") from None
     return image
 
 

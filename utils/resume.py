@@ -7,12 +7,14 @@ schedule is a function of the epoch, so its position is the epoch itself.
 """
 import os
 import random
+import re
 
 import numpy as np
 import torch
 
 from utils.checkpoint import atomic_save, safe_load
 from utils.ema import unwrap
+from utils.errors import UserError
 
 CHECKPOINT_NAME = "last_checkpoint.pth"
 FORMAT_VERSION = 1
@@ -117,16 +119,46 @@ def save_training_state(save_dir, state, config, model, ema, optimizer, scaler, 
 def find_resume_checkpoint(save_dir):
     path = os.path.join(save_dir, CHECKPOINT_NAME)
     if not os.path.isfile(path):
-        raise SystemExit(f"error: resume=True but there is no {CHECKPOINT_NAME} in {save_dir}/ "
+        raise UserError(f"resume=True but there is no {CHECKPOINT_NAME} in {save_dir}/ "
                          f"(pass --resume PATH to name a checkpoint)")
     return path
 
 
+def checkpoint_epoch(path):
+    """The number of finished epochs a resumable checkpoint holds (None when it cannot be read)."""
+    try:
+        saved = safe_load(path, map_location="cpu")
+    except UserError:
+        return None
+    return saved.get("epoch") if isinstance(saved, dict) else None
+
+
+def newest_good_weights(save_dir):
+    """The periodic weight file ``ep<NNN>-...pth`` of the latest epoch that loads, or None."""
+    periodic = sorted((name for name in os.listdir(save_dir) if re.match(r"ep\d+-.*\.pth$", name)), reverse=True) \
+        if os.path.isdir(save_dir) else []
+    for name in periodic:
+        try:
+            safe_load(os.path.join(save_dir, name))
+        except UserError:
+            continue
+        return os.path.join(save_dir, name)
+    return None
+
+
 def load_training_state(path, device="cpu"):
-    """Returns ``(TrainingState, saved config dict)`` from a resumable checkpoint (safe loading)."""
-    saved = safe_load(path, map_location="cpu")
+    """Returns ``(TrainingState, saved config dict)`` from a resumable checkpoint (safe loading). A truncated or
+    corrupt checkpoint is refused, naming the newest periodic weights that still load."""
+    try:
+        saved = safe_load(path, map_location="cpu")
+    except UserError as err:
+        good = newest_good_weights(os.path.dirname(os.path.abspath(path)))
+        advice = (f"the newest good weights are {good}: start from them with --model_path {good} (a new run), "
+                  f"or delete {path} to train from scratch" if good else f"no periodic weights load either; delete "
+                  f"{path} to train from scratch")
+        raise UserError(f"cannot resume from {path}: {err}; {advice}") from None
     if not isinstance(saved, dict) or "optimizer" not in saved or "epoch" not in saved:
-        raise SystemExit(f"error: {path} is a weights file, not a resumable checkpoint; "
+        raise UserError(f"{path} is a weights file, not a resumable checkpoint; "
                          f"use --model_path {path} to start from its weights instead")
     if saved.get("interrupted"):
         print(f"Note: {path} was written when a run was interrupted mid-epoch; epoch {saved['epoch'] + 1} "

@@ -9,6 +9,8 @@ import json
 import math
 import os
 
+from utils.atomic import atomic_write
+
 FORMAT = "yolov4-pytorch run metadata v1"
 
 
@@ -18,12 +20,8 @@ def metadata_path(weights_path):
 
 def write_metadata(weights_path, metadata):
     """Write the sidecar atomically (temp file + rename)."""
-    path = metadata_path(weights_path)
-    tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump({"format": FORMAT, **metadata}, f, indent=2, sort_keys=True)
-    os.replace(tmp, path)
-    return path
+    return atomic_write(metadata_path(weights_path), json.dumps({"format": FORMAT, **metadata}, indent=2,
+                                                                 sort_keys=True))
 
 
 def read_metadata(weights_path):

@@ -2,13 +2,13 @@
 
 ``train(config)`` takes the resolved settings of train.py as a dict.
 """
+import contextlib
 import copy
 import functools
 import math
 import os
 import signal
 import sys
-import traceback
 import warnings
 from types import SimpleNamespace
 
@@ -19,36 +19,42 @@ from nets.yolo import YoloBody, resolve_scale
 from nets.yolo_training import YOLOLoss, get_lr_scheduler, set_optimizer_lr, weights_init
 from utils import distributed as dist_utils
 from utils.callbacks import RunLog
-from utils.checkpoint import (UnsafeWeightsError, atomic_save, describe_load, is_darknet_path, load_matching,
+from utils.checkpoint import (atomic_save, describe_load, is_darknet_path, load_matching,
                               load_state_dict_file)
 from utils.annotation import read_annotation_file
-from utils.dataset_check import DatasetError, scan_annotation_lines
+from utils.dataset_check import scan_annotation_lines
 from utils.dataloader import YoloDataset, worker_init_fn, yolo_dataset_collate
 from utils.ema import ModelEMA, unwrap
+from utils.errors import DiskFullError, UserError, is_user_error, user_message
 from utils.evaluation import LETTERBOX_IMAGE, Decoding, evaluate_model, fused_net, samples_from_annotation_lines
 from utils.optim import build_optimizer, scaled_learning_rates
 from utils.run_metadata import calibration_fields, read_metadata, write_metadata
 from utils.training_lists import build_missing_lists
-from utils.resume import TrainingState, find_resume_checkpoint, load_training_state, save_training_state
+from utils.resume import (CHECKPOINT_NAME, TrainingState, checkpoint_epoch, find_resume_checkpoint,
+                          load_training_state, save_training_state)
+from utils.run_lock import RunLock
 from utils.utils import get_anchors, get_classes, resolve_device, seed_everything, show_config
 from utils.utils_fit import NonFiniteLossError, train_one_epoch, validate
 
 
 def train(config, argv=()):
-    """Run a training job; returns a process exit status (0 = finished)."""
+    """Run a training job; returns a process exit status (0 = finished, 2 = a user-facing error, 3 = stopped on
+    non-finite losses). Bugs keep their traceback (utils/errors.py)."""
     cfg = SimpleNamespace(**config)
     rank, local_rank, world_size, device = _setup_device(cfg)
     main_process = rank == 0
     try:
-        return _train(cfg, rank, world_size, device, main_process, argv)
+        lock = RunLock(cfg.save_dir) if main_process else contextlib.nullcontext()
+        with lock:
+            return _train(cfg, rank, world_size, device, main_process, argv)
     except NonFiniteLossError as err:
         if main_process:
             print(f"\nTraining stopped: {err}\nThe last good checkpoint in {cfg.save_dir} was kept.", file=sys.stderr)
         return 3
-    except (DatasetError, UnsafeWeightsError, FileNotFoundError, ValueError) as err:
-        # Bad input (files, lists, weights, settings): the message names the file and the problem.
-        where = traceback.extract_tb(err.__traceback__)[-1]
-        print(f"error: {err}\n  (raised at {os.path.relpath(where.filename)}:{where.lineno})", file=sys.stderr)
+    except Exception as err:    # noqa: BLE001 - user errors get one message, bugs propagate
+        if not is_user_error(err):
+            raise
+        print(f"error: {user_message(err)}", file=sys.stderr)
         return 2
     finally:
         dist_utils.cleanup()
@@ -72,6 +78,8 @@ def _train(cfg, rank, world_size, device, main_process, argv):
     try:
         for epoch in range(state.epoch, cfg.UnFreeze_Epoch):
             _run_epoch(cfg, run, epoch)
+    except DiskFullError as err:
+        raise DiskFullError(err.path, err.needed, err.free, note=_intact_note(cfg)) from err
     except KeyboardInterrupt:
         if main_process:
             path = save_training_state(cfg.save_dir, state, vars(cfg), run.model, run.ema, run.optimizer,
@@ -80,6 +88,16 @@ def _train(cfg, rank, world_size, device, main_process, argv):
         return 130
     _finish(cfg, run)
     return 0
+
+
+def _intact_note(cfg):
+    """What a full disk left intact, and how to continue (for ``DiskFullError``)."""
+    checkpoint = os.path.join(cfg.save_dir, CHECKPOINT_NAME)
+    if not os.path.isfile(checkpoint):
+        return "; no checkpoint had been written yet: free some space and start again"
+    epoch = checkpoint_epoch(checkpoint)
+    return (f"; {checkpoint} (end of epoch {epoch}) is intact: free some space and continue with "
+            f"python train.py --resume True --save_dir {cfg.save_dir}")
 
 
 def _build_run(cfg, state, rank, world_size, device, main_process):
@@ -197,12 +215,12 @@ def _check_settings(cfg):
     if cfg.Min_lr is None:
         cfg.Min_lr = cfg.Init_lr * 0.01
     if len(cfg.input_shape) != 2 or any(int(s) % 32 for s in cfg.input_shape):
-        raise SystemExit(f"error: input_shape must be [h, w] with multiples of 32, got {cfg.input_shape}")
+        raise UserError(f"input_shape must be [h, w] with multiples of 32, got {cfg.input_shape}")
     cfg.input_shape = [int(s) for s in cfg.input_shape]
     if cfg.lr_decay_type not in ("cos", "step"):
-        raise SystemExit(f"error: lr_decay_type must be 'cos' or 'step', got {cfg.lr_decay_type!r}")
+        raise UserError(f"lr_decay_type must be 'cos' or 'step', got {cfg.lr_decay_type!r}")
     if cfg.UnFreeze_Epoch <= cfg.Init_Epoch:
-        raise SystemExit(f"error: UnFreeze_Epoch ({cfg.UnFreeze_Epoch}) must exceed Init_Epoch ({cfg.Init_Epoch})")
+        raise UserError(f"UnFreeze_Epoch ({cfg.UnFreeze_Epoch}) must exceed Init_Epoch ({cfg.Init_Epoch})")
 
 
 def _resume_state(cfg, argv, device):
@@ -318,7 +336,7 @@ class _Phase:
         per_rank = max(1, batch_size // self.world_size)
         per_rank_size = math.ceil(len(dataset) / self.world_size)
         if per_rank_size == 0:
-            raise SystemExit(f"error: the {'training' if shuffle else 'validation'} list has no usable images")
+            raise UserError(f"the {'training' if shuffle else 'validation'} list has no usable images")
         if per_rank_size < per_rank:
             if self.main_process:
                 warnings.warn(f"only {per_rank_size} {'training' if shuffle else 'validation'} images per process "

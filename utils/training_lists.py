@@ -13,6 +13,7 @@ from collections import Counter
 import numpy as np
 
 from utils.annotation import parse_annotation_line
+from utils.atomic import atomic_write_lines
 from utils.dataset_check import DatasetError, DatasetReport, scan_annotation_lines
 from utils.utils import get_classes
 from utils.voc import read_image_set, voc_folder, voc_records
@@ -48,8 +49,7 @@ def split_image_sets(VOCdevkit_path, trainval_percent=0.9, train_percent=0.9, se
     out_dir = voc_folder(VOCdevkit_path, year, os.path.join("ImageSets", "Main"))
     os.makedirs(out_dir, exist_ok=True)
     for name, names in split.items():
-        with open(os.path.join(out_dir, f"{name}.txt"), "w", encoding="utf-8", newline="\n") as f:
-            f.writelines(image_id + "\n" for image_id in names)
+        atomic_write_lines(os.path.join(out_dir, f"{name}.txt"), names)
     return split
 
 
@@ -114,8 +114,7 @@ def build_training_lists(VOCdevkit_path, classes_path, VOCdevkit_sets=(("2007", 
                                           allow_empty=True)
         _check_xml_sizes(entries, report)
         list_path = os.path.join(lists_dir, f"{year}_{image_set}.txt")
-        with open(list_path, "w", encoding="utf-8", newline="\n") as f:
-            f.writelines(line + "\n" for line in usable)
+        atomic_write_lines(list_path, usable)
         usable_lists[list_path] = usable
     report.print(out)
     _print_skipped("Skipped difficult objects", skipped_difficult, out)

@@ -6,6 +6,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from utils.errors import UserError
+
 
 def _read_lines(path, what):
     if not os.path.isfile(path):
@@ -18,10 +20,10 @@ def get_classes(classes_path):
     """Class names, one per non-empty line. Returns ``(names, count)``."""
     class_names = [c for c in _read_lines(classes_path, "classes") if c]
     if not class_names:
-        raise ValueError(f"classes file {classes_path} lists no class names")
+        raise UserError(f"classes file {classes_path} lists no class names")
     if len(set(class_names)) != len(class_names):
         dup = sorted({c for c in class_names if class_names.count(c) > 1})
-        raise ValueError(f"classes file {classes_path} repeats class names: {', '.join(dup)}")
+        raise UserError(f"classes file {classes_path} repeats class names: {', '.join(dup)}")
     return class_names, len(class_names)
 
 
@@ -31,9 +33,9 @@ def get_anchors(anchors_path):
     try:
         values = [float(x) for x in text.split(",") if x.strip()]
     except ValueError as err:
-        raise ValueError(f"anchors file {anchors_path} is not a comma-separated list of numbers: {err}") from None
+        raise UserError(f"anchors file {anchors_path} is not a comma-separated list of numbers: {err}") from None
     if not values or len(values) % 2:
-        raise ValueError(f"anchors file {anchors_path} must hold an even number of values (w, h pairs), got {len(values)}")
+        raise UserError(f"anchors file {anchors_path} must hold an even number of values (w, h pairs), got {len(values)}")
     anchors = np.array(values, dtype=np.float32).reshape(-1, 2)
     return anchors, len(anchors)
 
@@ -87,7 +89,7 @@ def resolve_device(device="auto"):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     device = torch.device(device)
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"device {device} requested but CUDA is not available; use device='auto' or 'cpu'")
+        raise UserError(f"device {device} requested but CUDA is not available; use device='auto' or 'cpu'")
     return device
 
 

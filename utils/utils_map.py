@@ -12,6 +12,9 @@ import os
 
 import numpy as np
 
+from utils.atomic import atomic_write
+from utils.errors import UserError
+
 # Built exactly as pycocotools builds them, so threshold comparisons agree bit for bit.
 COCO_IOU_THRESHOLDS = np.linspace(0.5, 0.95, int(np.round((0.95 - 0.5) / 0.05)) + 1, endpoint=True)
 COCO_RECALL_POINTS = np.linspace(0.0, 1.0, int(np.round((1.0 - 0.0) / 0.01)) + 1, endpoint=True)
@@ -353,7 +356,7 @@ def confusion_matrix(ground_truths, detections, num_classes, conf_threshold=0.25
 def _check_names(class_names):
     spaced = [name for name in class_names if not name or any(ch.isspace() for ch in name)]
     if spaced:
-        raise ValueError(f"class names {spaced} are empty or contain whitespace; the map_out text format "
+        raise UserError(f"class names {spaced} are empty or contain whitespace; the map_out text format "
                          "separates fields by spaces, so rename these classes")
 
 
@@ -364,7 +367,7 @@ def write_map_txt(map_out_path, image_id, ground_truth_rows, detection_rows, cla
     _check_names(class_names)
     image_id = str(image_id)
     if not image_id or os.sep in image_id or (os.altsep and os.altsep in image_id):
-        raise ValueError(f"image id {image_id!r} cannot be used as a file name")
+        raise UserError(f"image id {image_id!r} cannot be used as a file name")
     if ground_truth_rows is not None:
         rows = _rows(ground_truth_rows, (5, 6), "ground truth", image_id)
         names = _names_of(rows[:, 4], class_names, image_id)
@@ -386,9 +389,7 @@ def _names_of(classes, class_names, image_id):
 
 
 def _write_lines(path, lines):
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    with open(path, "w", encoding="utf-8") as f:
-        f.write("".join(line + "\n" for line in lines))
+    atomic_write(path, "".join(line + "\n" for line in lines))
 
 
 def _read_txt_rows(path, class_index, kind):
@@ -404,13 +405,13 @@ def _read_txt_rows(path, class_index, kind):
             if len(tokens) != expected:
                 layout = ("name left top right bottom [difficult]" if kind == "gt"
                           else "name confidence left top right bottom")
-                raise ValueError(f"{path}:{number}: expected '{layout}', got {line.strip()!r}")
+                raise UserError(f"{path}:{number}: expected '{layout}', got {line.strip()!r}")
             if tokens[0] not in class_index:
-                raise ValueError(f"{path}:{number}: unknown class name {tokens[0]!r}")
+                raise UserError(f"{path}:{number}: unknown class name {tokens[0]!r}")
             try:
                 numbers = [float(t) for t in tokens[1:expected - difficult]]
             except ValueError:
-                raise ValueError(f"{path}:{number}: non-numeric field in {line.strip()!r}") from None
+                raise UserError(f"{path}:{number}: non-numeric field in {line.strip()!r}") from None
             cls = float(class_index[tokens[0]])
             rows.append(numbers + [cls, float(difficult)] if kind == "gt" else numbers[1:] + [numbers[0], cls])
     return np.array(rows, dtype=np.float64).reshape(-1, 6)

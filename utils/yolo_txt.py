@@ -17,12 +17,13 @@ import numpy as np
 from PIL import Image
 
 from utils.annotation import ImageRecord
+from utils.errors import UserError
 from utils.voc import IMAGE_EXTENSIONS
 
 SPLIT_FOLDERS = ("train", "val", "test")
 
 
-class YoloFormatError(ValueError):
+class YoloFormatError(UserError):
     """The folder is not a YOLO dataset this reader understands (no images/, no class names)."""
 
 
@@ -141,6 +142,8 @@ def parse_label_file(path, width, height, num_classes, report):
 def yolo_records(root, report):
     """``(records, class names, split or None)`` of a YOLO folder: ``ImageRecord`` per image, ``split`` maps
     "train"/"val"/"test" to image ids when the folder has split subfolders."""
+    if not os.path.isdir(root):
+        raise FileNotFoundError(f"YOLO dataset folder not found: {root}")
     class_names = class_names_of(root)
     records, split = [], {}
     for split_name, (image_dir, label_dir) in split_folders(root).items():
