@@ -15,6 +15,7 @@ stopped and continued. ``study_dir`` receives ``results.md`` / ``results.json`` 
 difference to the baseline and whether it exceeds twice its standard error), ``map_bars.png`` and one
 objectness histogram per variant; its ``.gitignore`` keeps weights out of git, so the folder can be committed.
 """
+import dataclasses
 import difflib
 import io
 import itertools
@@ -216,7 +217,6 @@ class EvaluationSets:
     the test samples, the decoding, and the validation dataset + loss for the objectness split."""
 
     def __init__(self, config):
-        from nets.yolo_training import YOLOLoss
         from utils.annotation import read_annotation_file
         from utils.dataloader import YoloDataset
         from utils.dataset_check import scan_annotation_lines
@@ -243,8 +243,22 @@ class EvaluationSets:
         self.device = resolve_device(config["device"])
         self.val_dataset = YoloDataset(val_lines, config["input_shape"], num_classes, epoch_length=1, mosaic=False,
                                        mixup=False, mosaic_prob=0, mixup_prob=0, train=False, seed=0)
-        self.loss = YOLOLoss(anchors, num_classes, config["input_shape"], anchors_mask=config["anchors_mask"])
-        self.anchors_mask = config["anchors_mask"]
+        self.anchors, self.input_shape, self.anchors_mask = anchors, config["input_shape"], config["anchors_mask"]
+
+    def loss_for(self, settings):
+        """The loss of a run's settings, for its target assignment (which cells are positives)."""
+        from nets.yolo_training import YOLOLoss
+
+        return YOLOLoss(self.anchors, len(self.class_names), self.input_shape, anchors_mask=self.anchors_mask,
+                        iou_thresh=settings.get("iou_thresh"), scale_x_y=settings.get("scale_x_y"),
+                        neighbour_cells=settings.get("neighbour_cells", False))
+
+    def decoding_for(self, weights_path):
+        """The decoding of a weights file: its metadata's centre scales (upstream's 1.0 without metadata)."""
+        from utils.run_metadata import read_metadata
+
+        scale_x_y = read_metadata(weights_path).get("scale_x_y")
+        return dataclasses.replace(self.decoding, scale_x_y=tuple(scale_x_y) if scale_x_y else None)
 
 
 def load_model(weights_path, anchors_mask, num_classes, device):
@@ -286,20 +300,21 @@ def objectness_scores(model, dataset, loss, device, batch_size=8):
     return torch.cat(positives).numpy(), torch.cat(negatives).numpy()
 
 
-def evaluate_run(weights_path, sets):
-    """Validation and test metrics of one run's weights, and its objectness split on the validation set."""
+def evaluate_run(weights_path, sets, settings):
+    """Validation and test metrics of one run's weights, and its objectness split (by the assignment of the run's
+    ``settings``) on the validation set."""
     from utils.evaluation import evaluate_model, fused_net
 
     model = load_model(weights_path, sets.anchors_mask, len(sets.class_names), sets.device)
     net = fused_net(model, sets.device)
     result = {}
     for split, samples in sets.splits.items():
-        metrics = evaluate_model(net, samples, sets.decoding, sets.class_names, sets.device).metrics
+        metrics = evaluate_model(net, samples, sets.decoding_for(weights_path), sets.class_names, sets.device).metrics
         result[split] = {"map50": metrics["map50"], "map50_95": metrics["map50_95"],
                          "best_f1_threshold": metrics["best_f1"]["threshold"], "best_f1": metrics["best_f1"]["f1"],
                          "ap50": {name: row["ap50"] for name, row in metrics["classes"].items()},
                          "images": metrics["counts"]["images"]}
-    positives, negatives = objectness_scores(model, sets.val_dataset, sets.loss, sets.device)
+    positives, negatives = objectness_scores(model, sets.val_dataset, sets.loss_for(settings), sets.device)
     return result, positives, negatives
 
 
@@ -339,7 +354,7 @@ def run_one(config, variant, seed, sets, progress):
         if status != 0 or not os.path.isfile(weights):
             print(f"    failed: train.py exit {status}: {last_line(os.path.join(run_dir, 'train.log'))}")
             return None
-    metrics, positives, negatives = evaluate_run(weights, sets)
+    metrics, positives, negatives = evaluate_run(weights, sets, settings)
     buffer = io.BytesIO()
     np.savez_compressed(buffer, positives=positives.astype(np.float16), negatives=negatives.astype(np.float16))
     atomic_write(os.path.join(run_dir, "objectness.npz"), buffer.getvalue())

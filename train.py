@@ -44,6 +44,10 @@ focal_loss = False                               # focal objectness: BCE * alpha
 focal_alpha = 0.25                               # focal alpha: weight of positives (1 - alpha for negatives)
 focal_gamma = 2                                  # focal gamma: down-weights easy examples
 iou_type = "ciou"                                # box loss: "ciou" or "siou"
+iou_thresh = None                                # also train anchors of shape IoU above this with a box (darknet: 0.213)
+scale_x_y = None                                 # centre scale per level, strides 32/16/8 (darknet: [1.2, 1.1, 1.05])
+neighbour_cells = False                          # also train the 2 neighbour cells nearest each box centre (yolov5)
+nominal_batch_size = 0                           # accumulate gradients to ~this many images per step (64); 0 = off
 save_period = 10                                 # also keep weights every this many epochs
 save_dir = "logs"                                # where weights, checkpoints and run logs go
 eval_flag = True                                 # compute val mAP during training (chooses the best weights)

@@ -18,6 +18,30 @@ from nets.boxes import aligned_ciou, aligned_siou, box_area, box_iou, cxcywh_to_
 IOU_FUNCTIONS = {"ciou": aligned_ciou, "siou": aligned_siou}
 
 
+# yolov5's centre decoding 2 * sigmoid - 0.5 reaches (-0.5, 1.5) of a cell: what a neighbouring-cell positive needs.
+NEIGHBOUR_SCALE = 2.0
+
+
+def centre_scales(scale_x_y, neighbour_cells, levels):
+    """The centre scale of each level (darknet's ``scale_x_y``): ``scale_x_y`` as given, else 2.0 each with
+    ``neighbour_cells`` (a neighbour's centre lies up to half a cell outside it), else 1.0 (plain YOLOv3/v4)."""
+    if scale_x_y is None:
+        return [NEIGHBOUR_SCALE if neighbour_cells else 1.0] * levels
+    scales = [float(s) for s in scale_x_y]
+    if len(scales) != levels or any(s < 1 for s in scales):
+        raise ValueError(f"scale_x_y needs one value >= 1 per level ({levels}), got {scale_x_y}")
+    if neighbour_cells and min(scales) < NEIGHBOUR_SCALE:
+        raise ValueError(f"neighbour_cells needs scale_x_y >= {NEIGHBOUR_SCALE} on every level (a neighbour's "
+                         f"centre is up to half a cell outside it), got {scale_x_y}")
+    return scales
+
+
+def decode_centre(logits, scale):
+    """Cell offset of a predicted centre: ``sigmoid * s - (s - 1) / 2`` (exactly ``sigmoid`` for s = 1)."""
+    centre = torch.sigmoid(logits)
+    return centre if scale == 1 else centre * scale - (scale - 1) / 2
+
+
 class YOLOLoss(nn.Module):
     """Loss of one output level.
 
@@ -29,13 +53,23 @@ class YOLOLoss(nn.Module):
         label_smoothing: class target becomes ``y * (1 - ls) + ls / num_classes``.
         focal_loss, alpha, gamma: multiply each objectness BCE by ``alpha_t * (1 - p_t) ** gamma``.
         iou_type: ``'ciou'`` or ``'siou'`` for the box term.
+        iou_thresh: also make positive every anchor whose shape IoU with the box exceeds this (darknet's
+            ``iou_thresh``, 0.213 in yolov4.cfg), on whichever level it lives; None = the best anchor only.
+        scale_x_y: centre scale per level (darknet: 1.2, 1.1, 1.05 for strides 32, 16, 8); None = 1.0, or 2.0
+            with ``neighbour_cells``. Inference must decode with the same values (the weights' metadata has them).
+        neighbour_cells: also make positive the two neighbouring cells nearest the box centre (yolov5).
+    The defaults are upstream's loss.
     """
 
     def __init__(self, anchors, num_classes, input_shape, cuda=None, anchors_mask=[[6, 7, 8], [3, 4, 5], [0, 1, 2]],
-                 label_smoothing=0, focal_loss=False, alpha=0.25, gamma=2, iou_type="ciou"):
+                 label_smoothing=0, focal_loss=False, alpha=0.25, gamma=2, iou_type="ciou", *, iou_thresh=None,
+                 scale_x_y=None, neighbour_cells=False):
         super().__init__()
         if iou_type not in IOU_FUNCTIONS:
             raise ValueError(f"iou_type must be one of {sorted(IOU_FUNCTIONS)}, got {iou_type!r}")
+        self.iou_thresh = iou_thresh
+        self.neighbour_cells = bool(neighbour_cells)
+        self.scale_x_y = centre_scales(scale_x_y, neighbour_cells, len(anchors_mask))
         anchors = torch.as_tensor(np.asarray(anchors, dtype=np.float32).reshape(-1, 2))
         self.register_buffer("anchors", anchors, persistent=False)
         self.num_classes = num_classes
@@ -76,20 +110,22 @@ class YOLOLoss(nn.Module):
         boxes_gt = torch.cat([boxes_gt[:, :4] * grid_scale, boxes_gt[:, 4:]], 1)        # box in grid units
 
         pos = self._assign(l, boxes_gt, img, B, A, H, W)
+        scale = self.scale_x_y[l]
         with torch.no_grad():
-            ignored = self._ignored(self._decode_xyxy(pred, anchors), boxes_gt, img, counts) & ~pos["obj"]
+            ignored = self._ignored(self._decode_xyxy(pred, anchors, scale), boxes_gt, img, counts) & ~pos["obj"]
         loss_conf = self._conf_loss(pred[:, :, 4], pos["obj"], ~ignored)
 
-        # Box and class terms over the positives, gathered per box (N of them, `winner` masks).
+        # Box and class terms over the positives, gathered per (box, anchor, cell) pair (`winner` masks).
         b, k, gj, gi = pos["index"]
+        target = boxes_gt[pos["box"]]                                                    # (P, 5)
         w = pos["winner"].float()
         n_pos = w.sum()
-        p = pred[b, k, :, gj, gi]                                                       # (N, 5+C)
-        box_pred = torch.stack([torch.sigmoid(p[:, 0]) + gi, torch.sigmoid(p[:, 1]) + gj,
+        p = pred[b, k, :, gj, gi]                                                       # (P, 5+C)
+        box_pred = torch.stack([decode_centre(p[:, 0], scale) + gi, decode_centre(p[:, 1], scale) + gj,
                                 torch.exp(p[:, 2]) * anchors[k, 0], torch.exp(p[:, 3]) * anchors[k, 1]], 1)
-        iou = self.iou_fn(box_pred, boxes_gt[:, :4])
+        iou = self.iou_fn(box_pred, target[:, :4])
         loss_loc = ((1 - iou) * w).sum() / n_pos.clamp(min=1)
-        cls_target = F.one_hot(boxes_gt[:, 4].long(), self.num_classes).float()
+        cls_target = F.one_hot(target[:, 4].long(), self.num_classes).float()
         cls_target = cls_target * (1 - self.label_smoothing) + self.label_smoothing / self.num_classes
         cls_bce = F.binary_cross_entropy_with_logits(p[:, 5:], cls_target, reduction="none")
         loss_cls = (cls_bce * w[:, None]).sum() / (n_pos * self.num_classes).clamp(min=1)
@@ -108,13 +144,13 @@ class YOLOLoss(nn.Module):
         return (bce * counted).sum() / counted.sum().clamp(min=1)
 
     @staticmethod
-    def _decode_xyxy(pred, anchors):
+    def _decode_xyxy(pred, anchors, scale=1.0):
         """Predicted boxes of every cell in grid units as ``x1, y1, x2, y2, area``: ``(B, A, H, W, 5)``."""
         _, _, _, H, W = pred.shape
         gx = torch.arange(W, device=pred.device, dtype=pred.dtype)
         gy = torch.arange(H, device=pred.device, dtype=pred.dtype)[:, None]
-        cx = torch.sigmoid(pred[:, :, 0]) + gx
-        cy = torch.sigmoid(pred[:, :, 1]) + gy
+        cx = decode_centre(pred[:, :, 0], scale) + gx
+        cy = decode_centre(pred[:, :, 1], scale) + gy
         half_w = torch.exp(pred[:, :, 2]) * (anchors[:, 0, None, None] / 2)
         half_h = torch.exp(pred[:, :, 3]) * (anchors[:, 1, None, None] / 2)
         return torch.stack([cx - half_w, cy - half_h, cx + half_w, cy + half_h, 4 * half_w * half_h], dim=-1)
@@ -123,31 +159,55 @@ class YOLOLoss(nn.Module):
         """Positives of level ``l``.
 
         ``boxes_gt``: ``(N, 5)`` all boxes of the batch in grid units (cx, cy, w, h, class), ``img``:
-        ``(N,)`` their image. Each box takes the best of all anchors by shape IoU; if that anchor is
-        on this level, the cell holding the box centre becomes positive for it. Of boxes claiming
-        the same image/anchor/cell, the later one in its image's list wins. Returns per box its
-        cell ``index = (b, k, gj, gi)`` and ``winner`` (it is a positive), and the ``(B, A, H, W)``
-        positive map ``obj``.
+        ``(N,)`` their image. Each box takes the best of all anchors by shape IoU (with ``iou_thresh``, also every
+        anchor above it); for each of those anchors on this level, the cell holding the box centre (with
+        ``neighbour_cells``, also the nearest horizontal and vertical neighbour inside the grid) becomes positive.
+        Of pairs claiming the same image/anchor/cell, the later box in its image's list wins. Returns per
+        candidate pair (P of them) its ``box`` index into ``boxes_gt``, its cell ``index = (b, k, gj, gi)`` and
+        ``winner`` (it is a positive), and the ``(B, A, H, W)`` positive map ``obj``.
         """
+        device = boxes_gt.device
+        box, k, dx, dy, valid = self._candidates(l, boxes_gt, W, H)                    # each (P,)
+        gi = boxes_gt[box, 0].floor().long().clamp(0, W - 1) + dx
+        gj = boxes_gt[box, 1].floor().long().clamp(0, H - 1) + dy
+        valid = valid & (gi >= 0) & (gi < W) & (gj >= 0) & (gj < H)
+        gi, gj, b = gi.clamp(0, W - 1), gj.clamp(0, H - 1), img[box]
+
+        # Linear cell index; pairs that are not candidates go to a discarded slot M.
+        M = B * A * H * W
+        cell = torch.where(valid, ((b * A + k) * H + gj) * W + gi, M)
+        order = torch.arange(len(box), device=device)         # box-major: a later box has a larger order
+        last = torch.full((M + 1,), -1, device=device, dtype=torch.long).scatter_reduce(0, cell, order, "amax")
+        winner = valid & (last[cell] == order)
+        obj = torch.zeros(M + 1, dtype=torch.bool, device=device)
+        obj[torch.where(winner, cell, M)] = True
+        return {"obj": obj[:M].view(B, A, H, W), "winner": winner, "index": (b, k, gj, gi), "box": box}
+
+    def _candidates(self, l, boxes_gt, W, H):
+        """The (box, anchor of level ``l``, cell offset) pairs that may become positive, flattened box-major:
+        ``box, k, dx, dy`` long ``(P,)`` and ``valid`` bool ``(P,)``. One pair per box by default (upstream)."""
         device, N = boxes_gt.device, len(boxes_gt)
         input_wh = torch.tensor(self.input_shape[::-1], device=device, dtype=torch.float32)
         box_wh = boxes_gt[:, 2:4] / torch.tensor([W, H], device=device) * input_wh        # pixels
-        best = wh_iou(box_wh, self.anchors.to(device)).argmax(1)                          # (N,)
-        match = best[:, None] == torch.tensor(self.anchors_mask[l], device=device)        # (N, A)
-        in_level = match.any(1)
-        k = match.int().argmax(1)
-        gi = boxes_gt[:, 0].floor().long().clamp(0, W - 1)
-        gj = boxes_gt[:, 1].floor().long().clamp(0, H - 1)
-
-        # Linear cell index; boxes of other levels go to a discarded slot M.
-        M = B * A * H * W
-        cell = torch.where(in_level, ((img * A + k) * H + gj) * W + gi, M)
-        order = torch.arange(N, device=device)
-        last = torch.full((M + 1,), -1, device=device, dtype=torch.long).scatter_reduce(0, cell, order, "amax")
-        winner = in_level & (last[cell] == order)
-        obj = torch.zeros(M + 1, dtype=torch.bool, device=device)
-        obj[torch.where(winner, cell, M)] = True
-        return {"obj": obj[:M].view(B, A, H, W), "winner": winner, "index": (img, k, gj, gi)}
+        shape_iou = wh_iou(box_wh, self.anchors.to(device))                               # (N, 9)
+        level = torch.tensor(self.anchors_mask[l], device=device)
+        is_best = shape_iou.argmax(1, keepdim=True) == level                              # (N, A)
+        if self.iou_thresh is None:
+            k, valid = is_best.int().argmax(1, keepdim=True), is_best.any(1, keepdim=True)   # (N, 1)
+        else:
+            valid = is_best | (shape_iou[:, level] > self.iou_thresh)
+            k = torch.arange(len(level), device=device).expand(N, -1)                        # (N, A)
+        dx, dy = torch.zeros_like(k), torch.zeros_like(k)
+        if self.neighbour_cells:
+            # Centre cell, then the horizontal and the vertical neighbour nearest the centre: (N, 3 * K).
+            fraction = boxes_gt[:, :2] - boxes_gt[:, :2].floor()
+            step = torch.where(fraction < 0.5, -1, 1)                                         # (N, 2)
+            zero = torch.zeros_like(k)
+            dx = torch.cat([zero, step[:, :1].expand_as(k), zero], 1)
+            dy = torch.cat([zero, zero, step[:, 1:].expand_as(k)], 1)
+            k, valid = k.repeat(1, 3), valid.repeat(1, 3)
+        box = torch.arange(N, device=device)[:, None].expand_as(k)
+        return box.reshape(-1), k.reshape(-1), dx.reshape(-1), dy.reshape(-1), valid.reshape(-1)
 
     def _ignored(self, pred, boxes_gt, img, counts):
         """``(B, A, H, W)`` bool: the prediction overlaps a box of its image with IoU > threshold.

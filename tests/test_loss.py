@@ -42,8 +42,10 @@ def sigmoid(z):
     return 1 / (1 + math.exp(-z))
 
 
-def reference_assign(l, targets, B, H, W, input_shape, num_classes):
-    """Per-box loop: returns {(b, k, j, i): (box_grid, class)} with later boxes overwriting."""
+def reference_assign(l, targets, B, H, W, input_shape, num_classes, iou_thresh=None, neighbours=False):
+    """Per-box loop: returns {(b, k, j, i): (box_grid, class)} with later boxes overwriting. A box is positive for
+    its best anchor (and, with ``iou_thresh``, every anchor of shape IoU above it) on this level, in its centre
+    cell (and, with ``neighbours``, the horizontal and vertical neighbour nearest its centre, inside the grid)."""
     positives = {}
     for b, boxes in enumerate(targets):
         for cx, cy, w, h, c in boxes.tolist():
@@ -53,27 +55,36 @@ def reference_assign(l, targets, B, H, W, input_shape, num_classes):
                 inter = min(gw, aw) * min(gh, ah)
                 ious.append(inter / (gw * gh + aw * ah - inter))
             best = int(np.argmax(ious))
-            if best not in MASK[l]:
-                continue
-            k = MASK[l].index(best)
             i = min(max(int(math.floor(cx * W)), 0), W - 1)
             j = min(max(int(math.floor(cy * H)), 0), H - 1)
-            positives[(b, k, j, i)] = ((cx * W, cy * H, w * W, h * H), int(c))
+            cells = [(j, i)]
+            if neighbours:
+                fx, fy = cx * W - math.floor(cx * W), cy * H - math.floor(cy * H)
+                cells += [(j, i + (-1 if fx < 0.5 else 1)), (j + (-1 if fy < 0.5 else 1), i)]
+            for k, anchor in enumerate(MASK[l]):
+                if anchor != best and not (iou_thresh is not None and ious[anchor] > iou_thresh):
+                    continue
+                for cj, ci in cells:
+                    if 0 <= ci < W and 0 <= cj < H:
+                        positives[(b, k, cj, ci)] = ((cx * W, cy * H, w * W, h * H), int(c))
     return positives
 
 
-def reference_loss(l, out, targets, num_classes, input_shape, label_smoothing=0.0, focal=False, alpha=0.25, gamma=2.0):
+def reference_loss(l, out, targets, num_classes, input_shape, label_smoothing=0.0, focal=False, alpha=0.25, gamma=2.0,
+                   iou_thresh=None, neighbours=False, scale=1.0):
     """Loop implementation of the specified loss; returns (total, loc, conf, cls) as floats."""
     out = out.double()
     B, _, H, W = out.shape
     A = 3
     pred = out.view(B, A, 5 + num_classes, H, W).permute(0, 1, 3, 4, 2).numpy()
     anchors = ANCHORS[MASK[l]] / np.array([input_shape[1] / W, input_shape[0] / H])
-    positives = reference_assign(l, targets, B, H, W, input_shape, num_classes)
+    positives = reference_assign(l, targets, B, H, W, input_shape, num_classes, iou_thresh, neighbours)
 
     def decoded(b, k, j, i):
         p = pred[b, k, j, i]
-        return (sigmoid(p[0]) + i, sigmoid(p[1]) + j, math.exp(p[2]) * anchors[k][0], math.exp(p[3]) * anchors[k][1])
+        offset = (scale - 1) / 2
+        return (sigmoid(p[0]) * scale - offset + i, sigmoid(p[1]) * scale - offset + j,
+                math.exp(p[2]) * anchors[k][0], math.exp(p[3]) * anchors[k][1])
 
     loc_terms, cls_terms, conf_terms = [], [], []
     for (b, k, j, i), (box, c) in positives.items():
@@ -125,29 +136,47 @@ def random_targets(gen, B, n_max, num_classes, with_empty=True, border=True):
     return targets
 
 
+# Training options: (YOLOLoss keywords, reference keywords); the first is upstream's loss.
+OPTIONS = {"upstream": ({}, {}),
+           "multi_anchor": ({"iou_thresh": 0.213}, {"iou_thresh": 0.213}),
+           "scale_x_y": ({"scale_x_y": [1.2, 1.1, 1.05]}, {}),
+           "neighbours": ({"neighbour_cells": True}, {"neighbours": True, "scale": 2.0}),
+           "all": ({"iou_thresh": 0.213, "neighbour_cells": True, "scale_x_y": [2.0, 2.1, 2.2]},
+                   {"iou_thresh": 0.213, "neighbours": True})}
+
+
+@pytest.mark.parametrize("option", list(OPTIONS))
 @pytest.mark.parametrize("focal", [False, True])
 @pytest.mark.parametrize("level", [0, 1, 2])
-def test_loss_matches_loop_reference(level, focal):
+def test_loss_matches_loop_reference(level, focal, option):
     gen = torch.Generator().manual_seed(10 + level)
     input_shape, C, B = (96, 128), 4, 3
     H, W = input_shape[0] // [32, 16, 8][level], input_shape[1] // [32, 16, 8][level]
     out = torch.randn(B, 3 * (5 + C), H, W, generator=gen) * 1.5
     targets = random_targets(gen, B, 8, C)
-    loss_fn = YOLOLoss(ANCHORS, C, input_shape, focal_loss=focal, label_smoothing=0.1)
+    loss_kwargs, ref_kwargs = OPTIONS[option]
+    loss_fn = YOLOLoss(ANCHORS, C, input_shape, focal_loss=focal, label_smoothing=0.1, **loss_kwargs)
+    if "scale_x_y" in loss_kwargs:
+        ref_kwargs = {**ref_kwargs, "scale": loss_kwargs["scale_x_y"][level]}
     total, terms = loss_fn.forward_with_terms(level, out, targets)
-    ref = reference_loss(level, out, targets, C, input_shape, label_smoothing=0.1, focal=focal)
+    ref = reference_loss(level, out, targets, C, input_shape, label_smoothing=0.1, focal=focal, **ref_kwargs)
     assert total.item() == pytest.approx(ref[0], rel=1e-5, abs=1e-6)
     for name, value in zip(("loc", "conf", "cls"), ref[1:]):
         assert terms[name].item() == pytest.approx(value, rel=1e-5, abs=1e-6), name
 
 
-def test_assignment_matches_loop_reference_with_collisions_and_borders():
+@pytest.mark.parametrize("option", list(OPTIONS))
+def test_assignment_matches_loop_reference_with_collisions_and_borders(option):
     gen = torch.Generator().manual_seed(3)
     input_shape, C, B = (160, 160), 5, 4
     targets = random_targets(gen, B, 30, C)
     # Many boxes of one size in one cell: collisions on the same anchor.
     targets[1] = torch.tensor([[0.51, 0.52, 0.1, 0.1, 0], [0.52, 0.51, 0.1, 0.1, 1], [0.515, 0.515, 0.1, 0.1, 2]])
-    loss_fn = YOLOLoss(ANCHORS, C, input_shape)
+    # Boxes in the first and last cells: their outward neighbours lie outside the grid.
+    targets[2][:2, :2] = torch.tensor([[0.01, 0.99], [0.999, 0.001]])
+    loss_kwargs, ref_kwargs = OPTIONS[option]
+    ref_kwargs = {k: v for k, v in ref_kwargs.items() if k != "scale"}
+    loss_fn = YOLOLoss(ANCHORS, C, input_shape, **loss_kwargs)
     total_positives = 0
     for level, stride in enumerate((32, 16, 8)):
         H = W = 160 // stride
@@ -155,12 +184,13 @@ def test_assignment_matches_loop_reference_with_collisions_and_borders():
         boxes = torch.cat([boxes[:, :4] * torch.tensor([W, H, W, H]), boxes[:, 4:]], 1)
         img = torch.repeat_interleave(torch.arange(B), torch.tensor([len(t) for t in targets]))
         pos = loss_fn._assign(level, boxes, img, B, 3, H, W)
-        ref = reference_assign(level, targets, B, H, W, input_shape, C)
+        ref = reference_assign(level, targets, B, H, W, input_shape, C, **ref_kwargs)
         got = {}
         b, k, j, i = pos["index"]
         for n in torch.nonzero(pos["winner"]).flatten().tolist():
+            box = pos["box"][n]
             got[(b[n].item(), k[n].item(), j[n].item(), i[n].item())] = (
-                tuple(boxes[n, :4].tolist()), int(boxes[n, 4]))
+                tuple(boxes[box, :4].tolist()), int(boxes[box, 4]))
         assert set(got) == set(ref)
         for key in ref:
             assert got[key][1] == ref[key][1]
@@ -379,3 +409,40 @@ def test_lr_scheduler_warmup_cosine_and_steps():
     s = get_lr_scheduler("step", 1e-2, 1e-4, 100)
     assert s(0) == pytest.approx(1e-2) and s(99) == pytest.approx(1e-4)
     assert s(10) == pytest.approx(1e-2 * (1e-2) ** (1 / 9))
+
+
+@pytest.mark.parametrize("scale_x_y", [None, [1.2, 1.1, 1.05], [2.0, 2.0, 2.0]])
+def test_training_and_inference_decode_boxes_alike(scale_x_y):
+    """The loss's predicted boxes (grid units, the ignore test and the box term) times the stride equal the boxes
+    inference decodes (utils/utils_bbox.py) with the same scale_x_y."""
+    from utils.utils_bbox import decode_levels
+
+    gen = torch.Generator().manual_seed(5)
+    input_shape, C = (96, 128), 2
+    loss_fn = YOLOLoss(ANCHORS, C, input_shape, scale_x_y=scale_x_y)
+    outputs = [torch.randn(2, 3 * (5 + C), input_shape[0] // s, input_shape[1] // s, generator=gen)
+               for s in (32, 16, 8)]
+    decoded = decode_levels(outputs, ANCHORS, MASK, input_shape, loss_fn.scale_x_y)
+    for level, (out, inference) in enumerate(zip(outputs, decoded)):
+        B, _, H, W = out.shape
+        stride = torch.tensor([input_shape[1] / W, input_shape[0] / H] * 2)
+        anchors = torch.as_tensor(ANCHORS[MASK[level]], dtype=torch.float32) / stride[:2]
+        grid = loss_fn._decode_xyxy(out.view(B, 3, 5 + C, H, W), anchors, loss_fn.scale_x_y[level])[..., :4]
+        torch.testing.assert_close(grid.reshape(B, -1, 4) * stride, inference[..., :4], rtol=1e-5, atol=1e-4)
+
+
+def test_options_add_positives_and_bad_scales_are_refused():
+    gen = torch.Generator().manual_seed(4)
+    targets = random_targets(gen, 4, 12, 3, border=False)
+    boxes = torch.cat(targets)
+    img = torch.repeat_interleave(torch.arange(4), torch.tensor([len(t) for t in targets]))
+    counts = {}
+    for name in ("upstream", "multi_anchor", "neighbours"):
+        loss_fn = YOLOLoss(ANCHORS, 3, (160, 160), **OPTIONS[name][0])
+        counts[name] = sum(int(loss_fn._assign(l, torch.cat([boxes[:, :4] * s, boxes[:, 4:]], 1), img, 4, 3, s, s)
+                               ["obj"].sum()) for l, s in enumerate((5, 10, 20)))
+    assert counts["upstream"] < counts["multi_anchor"] and 2 * counts["upstream"] < counts["neighbours"]
+    with pytest.raises(ValueError, match="neighbour_cells needs scale_x_y >= 2.0"):
+        YOLOLoss(ANCHORS, 3, (160, 160), neighbour_cells=True, scale_x_y=[1.2, 1.1, 1.05])
+    with pytest.raises(ValueError, match="one value >= 1 per level"):
+        YOLOLoss(ANCHORS, 3, (160, 160), scale_x_y=[1.2, 1.1])

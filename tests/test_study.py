@@ -164,7 +164,7 @@ def test_failed_run_is_reported_and_scores_follow_the_loss_assignment(data, tmp_
     assert report["runs"][0]["mean_obj_pos"] == pytest.approx(positives.mean(), rel=1e-5)
     assert report["runs"][0]["mean_obj_neg"] == pytest.approx(negatives.mean(), rel=1e-5)
     sets = study.EvaluationSets(study.resolve_study_config([*data["args"], "--input_shape", "[64, 64]"]))
-    got_pos, got_neg = study.objectness_scores(model, sets.val_dataset, sets.loss, torch.device("cpu"))
+    got_pos, got_neg = study.objectness_scores(model, sets.val_dataset, sets.loss_for({}), torch.device("cpu"))
     assert np.sort(got_pos) == pytest.approx(positives, abs=1e-6)
     assert np.sort(got_neg) == pytest.approx(np.sort(negatives), abs=1e-6)
 

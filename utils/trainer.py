@@ -16,23 +16,23 @@ import torch
 from torch.utils.data import DataLoader, DistributedSampler
 
 from nets.yolo import YoloBody, resolve_scale
-from nets.yolo_training import YOLOLoss, get_lr_scheduler, set_optimizer_lr, weights_init
+from nets.yolo_training import YOLOLoss, centre_scales, get_lr_scheduler, set_optimizer_lr, weights_init
 from utils import distributed as dist_utils
 from utils.callbacks import RunLog
-from utils.checkpoint import (atomic_save, describe_load, is_darknet_path, load_matching,
-                              load_state_dict_file)
+from utils.anchor_check import anchor_report
 from utils.annotation import read_annotation_file
+from utils.checkpoint import atomic_save, describe_load, is_darknet_path, load_matching, load_state_dict_file
 from utils.dataset_check import scan_annotation_lines
 from utils.dataloader import YoloDataset, worker_init_fn, yolo_dataset_collate
 from utils.ema import ModelEMA, unwrap
 from utils.errors import DiskFullError, UserError, is_user_error, user_message
 from utils.evaluation import LETTERBOX_IMAGE, Decoding, evaluate_model, fused_net, samples_from_annotation_lines
-from utils.optim import build_optimizer, scaled_learning_rates
+from utils.optim import NOMINAL_BATCH, build_optimizer, scaled_learning_rates
 from utils.run_metadata import calibration_fields, read_metadata, write_metadata
-from utils.training_lists import build_missing_lists
 from utils.resume import (CHECKPOINT_NAME, TrainingState, checkpoint_epoch, find_resume_checkpoint,
                           load_training_state, save_training_state)
 from utils.run_lock import RunLock
+from utils.training_lists import build_missing_lists
 from utils.utils import get_anchors, get_classes, resolve_device, seed_everything, show_config
 from utils.utils_fit import NonFiniteLossError, train_one_epoch, validate
 
@@ -107,7 +107,6 @@ def _build_run(cfg, state, rank, world_size, device, main_process):
     run.anchors, _ = get_anchors(cfg.anchors_path)
     train_lines, val_lines = _training_lists(cfg, run.class_names, main_process)
     run.eval_samples = samples_from_annotation_lines(val_lines, run.class_names)
-    run.decoding = Decoding(run.anchors, tuple(map(tuple, cfg.anchors_mask)), tuple(cfg.input_shape), LETTERBOX_IMAGE)
     model, load_note = _build_model(cfg, run.num_classes, state)
     if main_process:
         show_config(**vars(cfg), num_classes=run.num_classes, resolved_device=str(device), world_size=world_size,
@@ -117,13 +116,18 @@ def _build_run(cfg, state, rank, world_size, device, main_process):
     # channels_last: oneDNN's CPU convolutions then skip a layout conversion per layer (bench_train_step.py).
     run.model = model.to(device, memory_format=torch.channels_last if device.type == "cpu" else torch.contiguous_format)
     run.loss_fn = YOLOLoss(run.anchors, run.num_classes, cfg.input_shape, device.type == "cuda", cfg.anchors_mask,
-                           cfg.label_smoothing, cfg.focal_loss, cfg.focal_alpha, cfg.focal_gamma, cfg.iou_type)
+                           cfg.label_smoothing, cfg.focal_loss, cfg.focal_alpha, cfg.focal_gamma, cfg.iou_type,
+                           iou_thresh=cfg.iou_thresh, scale_x_y=cfg.scale_x_y, neighbour_cells=cfg.neighbour_cells)
+    # Inference decodes the centre as training does: the scales go to the evaluation and the weights' metadata.
+    run.decoding = Decoding(run.anchors, tuple(map(tuple, cfg.anchors_mask)), tuple(cfg.input_shape),
+                            LETTERBOX_IMAGE, tuple(run.loss_fn.scale_x_y))
     run.model_train = _wrap_for_training(run.model, cfg, device)
     run.ema = ModelEMA(run.model) if cfg.ema else None
     run.scaler = torch.amp.GradScaler("cuda", enabled=cfg.fp16 and device.type == "cuda")
     run.phase = _Phase(cfg, run.model, train_lines, val_lines, run.num_classes, world_size, rank, main_process)
     first_lr = run.phase.configure(cfg.Freeze_Train and state.epoch < cfg.Freeze_Epoch)
-    run.optimizer = build_optimizer(run.model, cfg.optimizer_type, first_lr, cfg.momentum, cfg.weight_decay)
+    run.optimizer = build_optimizer(run.model, cfg.optimizer_type, first_lr, cfg.momentum,
+                                    cfg.weight_decay * run.phase.weight_decay_scale)
     state.restore(run.model, run.ema, run.optimizer, run.scaler)
     run.log = RunLog(cfg.save_dir, vars(cfg), resume_run_dir=state.run_dir, resume_epoch=state.epoch) \
         if main_process else None
@@ -140,7 +144,7 @@ def _run_epoch(cfg, run, epoch):
     run.phase.start_epoch(epoch)
     stats = train_one_epoch(run.model_train, run.loss_fn, run.phase.train_loader, run.optimizer, run.device,
                             ema=run.ema, scaler=run.scaler, fp16=cfg.fp16, epoch=epoch, epochs=cfg.UnFreeze_Epoch,
-                            show_progress=run.main_process)
+                            show_progress=run.main_process, accumulate=run.phase.accumulate)
     eval_model = run.ema.ema if run.ema else unwrap(run.model_train)
     val = validate(eval_model, run.loss_fn, run.phase.val_loader, run.device, fp16=cfg.fp16,
                    show_progress=run.main_process)
@@ -184,7 +188,7 @@ def _weights_metadata(cfg, run, epoch, metrics):
     meta = {"class_names": run.class_names, "anchors": run.anchors.tolist(), "anchors_mask": cfg.anchors_mask,
             "input_shape": cfg.input_shape, "width_mult": cfg.width_mult, "depth_mult": cfg.depth_mult,
             "focal_loss": cfg.focal_loss, "focal_alpha": cfg.focal_alpha, "focal_gamma": cfg.focal_gamma,
-            "epoch": epoch, **run.decoding.preprocessing()}
+            "scale_x_y": list(run.decoding.scale_x_y), "epoch": epoch, **run.decoding.preprocessing()}
     if metrics is not None:
         meta.update(calibration_fields(metrics, run.decoding.preprocessing()))
     return meta
@@ -221,6 +225,14 @@ def _check_settings(cfg):
         raise UserError(f"lr_decay_type must be 'cos' or 'step', got {cfg.lr_decay_type!r}")
     if cfg.UnFreeze_Epoch <= cfg.Init_Epoch:
         raise UserError(f"UnFreeze_Epoch ({cfg.UnFreeze_Epoch}) must exceed Init_Epoch ({cfg.Init_Epoch})")
+    try:
+        centre_scales(cfg.scale_x_y, cfg.neighbour_cells, len(cfg.anchors_mask))
+    except ValueError as err:
+        raise UserError(f"{err} (settings scale_x_y, neighbour_cells)") from None
+    if cfg.iou_thresh is not None and not 0 < cfg.iou_thresh < 1:
+        raise UserError(f"iou_thresh must be None or within (0, 1) (darknet: 0.213), got {cfg.iou_thresh!r}")
+    if not isinstance(cfg.nominal_batch_size, int) or cfg.nominal_batch_size < 0:
+        raise UserError(f"nominal_batch_size must be 0 (off) or a number of images, got {cfg.nominal_batch_size!r}")
 
 
 def _resume_state(cfg, argv, device):
@@ -247,12 +259,16 @@ def _training_lists(cfg, class_names, main_process):
     if main_process:
         build_missing_lists(cfg.train_annotation_path, cfg.val_annotation_path, cfg.VOCdevkit_path, cfg.classes_path)
     dist_utils.barrier()
-    lists = []
+    lists, reports = [], []
     for path in (cfg.train_annotation_path, cfg.val_annotation_path):
         usable, report = scan_annotation_lines(read_annotation_file(path), len(class_names), class_names)
         if main_process:
             report.print(title=path)
         lists.append(usable)
+        reports.append(report)
+    if main_process:
+        anchors = get_anchors(cfg.anchors_path)[0]
+        print(anchor_report(lists[0], reports[0].image_sizes, anchors, cfg.input_shape, cfg.anchors_path)[0])
     return lists
 
 
@@ -323,12 +339,18 @@ class _Phase:
         for p in self.model.backbone.parameters():
             p.requires_grad_(not frozen)
         batch_size = cfg.Freeze_batch_size if frozen else cfg.Unfreeze_batch_size
-        init_lr, min_lr = scaled_learning_rates(batch_size, cfg.Init_lr, cfg.Min_lr, cfg.optimizer_type)
+        # The nominal batch: gradients of `accumulate` batches per optimizer step, the learning rate scaled to
+        # that many images and the weight decay (applied once per step) by their share of 64, as yolov5 does.
+        self.accumulate = max(1, round(cfg.nominal_batch_size / batch_size)) if cfg.nominal_batch_size else 1
+        self.weight_decay_scale = batch_size * self.accumulate / NOMINAL_BATCH if cfg.nominal_batch_size else 1.0
+        init_lr, min_lr = scaled_learning_rates(batch_size * self.accumulate, cfg.Init_lr, cfg.Min_lr,
+                                                cfg.optimizer_type)
         self.lr_fn = get_lr_scheduler(cfg.lr_decay_type, init_lr, min_lr, cfg.UnFreeze_Epoch)
         self.train_loader, self.train_sampler = self._loader(self.train_dataset, batch_size, shuffle=True)
         self.val_loader, self.val_sampler = self._loader(self.val_dataset, batch_size, shuffle=False)
         if self.main_process:
-            print(f"{'Frozen' if frozen else 'Unfrozen'} backbone: batch size {batch_size}, "
+            nominal = f" x {self.accumulate} accumulated" if self.accumulate > 1 else ""
+            print(f"{'Frozen' if frozen else 'Unfrozen'} backbone: batch size {batch_size}{nominal}, "
                   f"lr {init_lr:.2e} -> {min_lr:.2e}")
         return init_lr
 

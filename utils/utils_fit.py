@@ -51,30 +51,39 @@ def _autocast(device, fp16):
 
 
 def train_one_epoch(model, loss_fn, loader, optimizer, device, *, ema=None, scaler=None, fp16=False,
-                    epoch=0, epochs=1, show_progress=True):
+                    epoch=0, epochs=1, show_progress=True, accumulate=1):
     """Train for one pass over ``loader``. Returns the epoch's mean losses and counters.
 
-    A step whose loss or gradient is not finite is skipped (no optimizer update) and counted;
+    With ``accumulate`` > 1 the gradients of that many batches are averaged before each optimizer step (the
+    nominal batch; the epoch's last step takes what is left). A batch whose loss is not finite adds no
+    gradient, a step whose gradient is not finite is skipped (no update); both are counted, and
     NONFINITE_LIMIT in a row raise ``NonFiniteLossError``.
     """
     model.train()
     meter = EpochMeter(device)
-    nonfinite = consecutive = images = 0
+    nonfinite = consecutive = images = pending = 0
     start = time.perf_counter()
     bar = tqdm(loader, desc=f"Epoch {epoch + 1}/{epochs}", disable=not show_progress, mininterval=0.5,
                dynamic_ncols=True)
-    for batch_images, targets in bar:
+    optimizer.zero_grad(set_to_none=True)
+    for step, (batch_images, targets) in enumerate(bar):
         batch_images = batch_images.to(device, non_blocking=True)
         targets = [t.to(device, non_blocking=True) for t in targets]
-        optimizer.zero_grad(set_to_none=True)
         with _autocast(device, fp16):
             outputs = model(batch_images)
         loss, terms = total_loss(loss_fn, outputs, targets)   # float32 even under autocast
-        if _guarded_step(loss, model, optimizer, scaler):
-            consecutive = 0
+        ok = _guarded_backward(loss / accumulate if accumulate > 1 else loss, scaler)
+        if ok:
             meter.add(loss, terms)
-            if ema is not None:
+            pending += 1
+        if pending and ((step + 1) % accumulate == 0 or step + 1 == len(loader)):
+            ok = _guarded_step(model, optimizer, scaler)
+            optimizer.zero_grad(set_to_none=True)
+            pending = 0
+            if ok and ema is not None:
                 ema.update(model)
+        if ok:
+            consecutive = 0
         else:
             nonfinite += 1
             consecutive += 1
@@ -93,14 +102,19 @@ def train_one_epoch(model, loss_fn, loader, optimizer, device, *, ema=None, scal
     return stats
 
 
-def _guarded_step(loss, model, optimizer, scaler):
-    """Backward and step unless the loss or the gradient norm is not finite. Returns whether it stepped."""
+def _guarded_backward(loss, scaler):
+    """Backward unless the loss is not finite. Returns whether it did."""
     # Every rank must agree, or DDP's gradient all-reduce would wait for a rank that skipped.
     if not all_ranks_true(torch.isfinite(loss.detach())):
         return False
+    (scaler.scale(loss) if scaler is not None and scaler.is_enabled() else loss).backward()
+    return True
+
+
+def _guarded_step(model, optimizer, scaler):
+    """Optimizer step unless the gradient norm is not finite. Returns whether it stepped."""
     params = [p for p in model.parameters() if p.requires_grad]
     if scaler is not None and scaler.is_enabled():
-        scaler.scale(loss).backward()
         scaler.unscale_(optimizer)
         grad_norm = torch.nn.utils.clip_grad_norm_(params, float("inf"))
         if not torch.isfinite(grad_norm):
@@ -109,7 +123,6 @@ def _guarded_step(loss, model, optimizer, scaler):
         scaler.step(optimizer)
         scaler.update()
         return True
-    loss.backward()
     grad_norm = torch.nn.utils.clip_grad_norm_(params, float("inf"))
     if not torch.isfinite(grad_norm):
         return False
