@@ -110,13 +110,46 @@ def print_help(defaults, script_path, out=None):
         print(f"  --{name:<24} {value!r:<34} {comments.get(name, '')}", file=out)
 
 
+def read_preset(path, defaults):
+    """The settings of a preset file (nanoGPT's ``config/<name>.py``): plain ``name = literal`` lines, read as
+    literals (never executed). Unknown names and anything else are errors naming the file and line."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            tree = ast.parse(f.read(), filename=path)
+    except FileNotFoundError:
+        raise ConfigError(f"preset file not found: {path} (presets: config/*.py)") from None
+    except SyntaxError as err:
+        raise ConfigError(f"{path}:{err.lineno}: not valid Python: {err.msg}") from None
+    settings = {}
+    for node in tree.body:
+        if isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant):
+            continue                                                    # the docstring
+        if not (isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name)):
+            raise ConfigError(f"{path}:{node.lineno}: a preset holds only 'name = value' lines")
+        name = node.targets[0].id
+        if name not in defaults:
+            raise ConfigError(f"{path}:{node.lineno}: {unknown_setting_message(name, defaults)}")
+        try:
+            value = ast.literal_eval(node.value)
+        except ValueError:
+            raise ConfigError(f"{path}:{node.lineno}: the value of {name} is not a Python literal") from None
+        settings[name] = _coerce(name, defaults[name], value, ast.unparse(node.value))
+    return settings
+
+
 def resolve_config(namespace, argv, script_path=None):
-    """Defaults from a script's globals updated by ``argv``; ``-h``/``--help`` prints them and exits."""
+    """Defaults from a script's globals updated by ``argv``; ``-h``/``--help`` prints them and exits.
+
+    ``argv`` may start with a preset file (``config/quickstart.py``): its settings replace the defaults, and the
+    ``--name value`` overrides after it apply on top."""
     defaults = script_settings(namespace)
     if any(a in ("-h", "--help") for a in argv):
         print_help(defaults, script_path or namespace.get("__file__", "script.py"))
         raise SystemExit(0)
     try:
+        if argv and argv[0].endswith(".py") and not argv[0].startswith("--"):
+            defaults = {**defaults, **read_preset(argv[0], defaults)}
+            argv = argv[1:]
         return parse_overrides(defaults, argv)
     except ConfigError as err:
         print(f"error: {err.message}", file=sys.stderr)

@@ -9,6 +9,7 @@ import math
 import os
 import signal
 import sys
+import time
 import warnings
 from types import SimpleNamespace
 
@@ -74,10 +75,13 @@ def _train(cfg, rank, world_size, device, main_process, argv):
     seed_everything(cfg.seed + rank)
     run = _build_run(cfg, state, rank, world_size, device, main_process)
     _install_sigterm_handler()
-    epoch = state.epoch
+    epoch = first = state.epoch
     try:
         for epoch in range(state.epoch, cfg.UnFreeze_Epoch):
+            started = time.perf_counter()
             _run_epoch(cfg, run, epoch)
+            if epoch == first and main_process and epoch + 1 < cfg.UnFreeze_Epoch:
+                print(_time_estimate(time.perf_counter() - started, cfg.UnFreeze_Epoch - epoch - 1))
     except DiskFullError as err:
         raise DiskFullError(err.path, err.needed, err.free, note=_intact_note(cfg)) from err
     except KeyboardInterrupt:
@@ -88,6 +92,13 @@ def _train(cfg, rank, world_size, device, main_process, argv):
         return 130
     _finish(cfg, run)
     return 0
+
+
+def _time_estimate(epoch_seconds, epochs_left):
+    """The expected rest of the run from its first epoch (which includes start-up costs, so it errs high)."""
+    minutes, seconds = divmod(round(epoch_seconds * epochs_left), 60)
+    return (f"Estimated time for the remaining {epochs_left} epochs: {minutes} min {seconds:02d} s "
+            f"({epoch_seconds:.1f} s per epoch, from the first)")
 
 
 def _intact_note(cfg):

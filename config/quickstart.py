@@ -1,0 +1,14 @@
+"""The CPU quick start on the embedded sample set: a small YOLOv4 from scratch at 160 px, about 9 minutes on 2 cores.
+python train.py config/quickstart.py   (any --name value after it still applies)"""
+width_mult = 0.25                  # 3.3 M parameters instead of 64 M: learns in minutes on a CPU
+depth_mult = 0.33
+input_shape = [160, 160]
+Freeze_Train = False               # from scratch: nothing to keep frozen
+UnFreeze_Epoch = 70
+Unfreeze_batch_size = 8
+optimizer_type = "adam"
+Init_lr = 8e-3                     # at batch 64; scaled to 1e-3 at batch 8 (Adam's clamp)
+weight_decay = 0
+mixup = False                      # MixUp and strong rescaling slow early learning on 162 images
+scale_range = [0.7, 1.3]
+num_workers = 1
