@@ -40,11 +40,6 @@ def class_colors(num_classes):
     return [tuple(int(255 * v) for v in colorsys.hsv_to_rgb(*h)) for h in hsv]
 
 
-def as_pil_image(image):
-    """A PIL RGB image from a PIL image or an ``(H, W, 3)`` / ``(H, W)`` uint8 RGB numpy array."""
-    return image if isinstance(image, Image.Image) else Image.fromarray(rgb_array(image))
-
-
 def pixel_boxes(boxes, image_size):
     """``(k, 4)`` float xyxy -> integer ``(left, top, right, bottom)`` rows inside an image of ``(w, h)``."""
     width, height = image_size

@@ -157,10 +157,11 @@ def postprocess(decoded, conf_thres, nms_thres, max_det=300):
 
 
 def letterbox_geometry(input_shape, image_shape, letterbox_image):
-    """How ``utils.utils.resize_image`` placed an image of ``image_shape (h, w)`` in ``input_shape (h, w)``.
+    """How ``utils.preprocess.resize_for_input`` (and upstream's ``utils.utils.resize_image``) placed an image of
+    ``image_shape (h, w)`` in ``input_shape (h, w)``.
 
     Returns ``(scale_xy, offset_xy)``: input pixel = original pixel * scale + offset. The integer
-    rounding mirrors ``resize_image`` exactly so that the mapping inverts it.
+    rounding mirrors both exactly so that the mapping inverts them.
     """
     input_h, input_w = input_shape
     image_h, image_w = image_shape
@@ -175,7 +176,7 @@ def correct_boxes(boxes_xyxy, input_shape, image_shape, letterbox_image):
     """Map ``(k, 4)`` xyxy boxes from input pixels back to original-image pixels, clipped to the image.
 
     ``input_shape`` and ``image_shape`` are ``(h, w)``; ``letterbox_image`` says how the image was
-    resized (see ``utils.utils.resize_image``).
+    resized (see ``utils.preprocess.resize_for_input``).
     """
     (scale_x, scale_y), (offset_x, offset_y) = letterbox_geometry(input_shape, image_shape, letterbox_image)
     scale = boxes_xyxy.new_tensor([scale_x, scale_y, scale_x, scale_y])
