@@ -43,6 +43,15 @@ ema = True                                       # keep an EMA of the weights; u
 focal_loss = False                               # focal objectness: BCE * alpha_t * (1 - p_t) ** gamma
 focal_alpha = 0.25                               # focal alpha: weight of positives (1 - alpha for negatives)
 focal_gamma = 2                                  # focal gamma: down-weights easy examples
+focal_normalize = "mean"                         # focal sum over "mean" of counted cells x10 (upstream) or "positives"
+focal_type = "focal"                             # "focal" (alpha_t * |y - p| ** gamma) or "varifocal" (VarifocalNet)
+obj_target = "binary"                            # objectness target of positives: 1, or "iou" of the predicted box
+obj_prior = None                                 # initial objectness probability; None = 8 per 640^2 image or RetinaNet's 0.01
+level_balance = [0.4, 1.0, 4.0]                  # objectness weight of the levels (stride 32, 16, 8), upstream's
+box_loss_weight = 0.05                           # weight of the box (loc) term, upstream's
+obj_loss_weight = 5.0                            # weight of the objectness term at 416 px (scaled by input area)
+cls_loss_weight = 1.0                            # weight of the class term at 80 classes (scaled by class count)
+focal_loss_ratio = 10.0                          # multiplier of the focal objectness with focal_normalize "mean"
 iou_type = "ciou"                                # box loss: "ciou" or "siou"
 iou_thresh = None                                # also train anchors of shape IoU above this with a box (darknet: 0.213)
 scale_x_y = None                                 # centre scale per level, strides 32/16/8 (darknet: [1.2, 1.1, 1.05])

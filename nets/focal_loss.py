@@ -28,6 +28,25 @@ def focal_modulation(logits, positive, alpha=0.25, gamma=2.0):
     return alpha_t * one_minus_pt ** gamma
 
 
+def soft_focal_modulation(logits, targets, positive, alpha=0.25, gamma=2.0):
+    """``alpha_t * |y - p| ** gamma`` for soft targets ``y`` in [0, 1] (Quality Focal Loss's factor, GFL), elementwise;
+    for binary targets it is ``focal_modulation``. ``positive``: where ``alpha`` (not ``1 - alpha``) applies."""
+    alpha_t = torch.where(positive, alpha, 1.0 - alpha)
+    distance = (targets - torch.sigmoid(logits)).abs()
+    if gamma < 1:
+        distance = distance.clamp(min=torch.finfo(distance.dtype).tiny)
+    return alpha_t * distance ** gamma
+
+
+def varifocal_weight(logits, targets, positive, alpha=0.75, gamma=2.0):
+    """VarifocalNet's weight of the BCE: the target ``q`` (an IoU) for positives, ``alpha * p ** gamma`` for
+    negatives (only negatives are down-weighted, positives keep their quality-weighted loss)."""
+    p = torch.sigmoid(logits)
+    if gamma < 1:
+        p = p.clamp(min=torch.finfo(p.dtype).tiny)
+    return torch.where(positive, targets, alpha * p ** gamma)
+
+
 def sigmoid_focal_loss(logits, targets, alpha=0.25, gamma=2.0):
     """Elementwise focal loss. ``logits``, ``targets``: ``(*)``; ``targets`` in {0, 1}. Returns ``(*)``."""
     bce = F.binary_cross_entropy_with_logits(logits, targets.to(logits.dtype), reduction="none")

@@ -12,11 +12,15 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from nets.focal_loss import focal_modulation
+from nets.focal_loss import focal_modulation, soft_focal_modulation, varifocal_weight
 from nets.boxes import aligned_ciou, aligned_siou, box_area, box_iou, cxcywh_to_xyxy, wh_iou
 
 IOU_FUNCTIONS = {"ciou": aligned_ciou, "siou": aligned_siou}
 
+
+FOCAL_NORMALIZATIONS = ("mean", "positives")
+OBJ_TARGETS = ("binary", "iou")
+FOCAL_TYPES = ("focal", "varifocal")
 
 # yolov5's centre decoding 2 * sigmoid - 0.5 reaches (-0.5, 1.5) of a cell: what a neighbouring-cell positive needs.
 NEIGHBOUR_SCALE = 2.0
@@ -63,10 +67,21 @@ class YOLOLoss(nn.Module):
 
     def __init__(self, anchors, num_classes, input_shape, cuda=None, anchors_mask=[[6, 7, 8], [3, 4, 5], [0, 1, 2]],
                  label_smoothing=0, focal_loss=False, alpha=0.25, gamma=2, iou_type="ciou", *, iou_thresh=None,
-                 scale_x_y=None, neighbour_cells=False):
+                 scale_x_y=None, neighbour_cells=False, focal_normalize="mean", obj_target="binary",
+                 focal_type="focal", positive_share=None, level_balance=(0.4, 1.0, 4.0), box_loss_weight=0.05,
+                 obj_loss_weight=5.0, cls_loss_weight=1.0, focal_loss_ratio=10.0):
         super().__init__()
         if iou_type not in IOU_FUNCTIONS:
             raise ValueError(f"iou_type must be one of {sorted(IOU_FUNCTIONS)}, got {iou_type!r}")
+        for name, value, choices in (("focal_normalize", focal_normalize, FOCAL_NORMALIZATIONS),
+                                     ("obj_target", obj_target, OBJ_TARGETS), ("focal_type", focal_type, FOCAL_TYPES)):
+            if value not in choices:
+                raise ValueError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
+        if focal_loss and focal_normalize == "positives" and positive_share is None:
+            raise ValueError("focal_normalize='positives' needs positive_share (the expected positives per counted "
+                             "cell of each level; train.py estimates it from the training boxes)")
+        self.focal_normalize, self.obj_target, self.focal_type = focal_normalize, obj_target, focal_type
+        self.positive_share = None if positive_share is None else [float(s) for s in positive_share]
         self.iou_thresh = iou_thresh
         self.neighbour_cells = bool(neighbour_cells)
         self.scale_x_y = centre_scales(scale_x_y, neighbour_cells, len(anchors_mask))
@@ -79,12 +94,14 @@ class YOLOLoss(nn.Module):
         self.label_smoothing = float(label_smoothing)
         self.iou_fn = IOU_FUNCTIONS[iou_type]
 
-        self.balance = [0.4, 1.0, 4.0]
-        self.box_ratio = 0.05
-        self.obj_ratio = 5 * (self.input_shape[0] * self.input_shape[1]) / (416 ** 2)
-        self.cls_ratio = num_classes / 80
+        # Upstream's term weights: objectness per level (stride 32, 16, 8), box, objectness scaled by the input
+        # area (relative to 416 px), class scaled by the class count (relative to 80).
+        self.balance = list(level_balance)
+        self.box_ratio = box_loss_weight
+        self.obj_ratio = obj_loss_weight * (self.input_shape[0] * self.input_shape[1]) / (416 ** 2)
+        self.cls_ratio = cls_loss_weight * num_classes / 80
         self.focal_loss = focal_loss
-        self.focal_loss_ratio = 10
+        self.focal_loss_ratio = focal_loss_ratio
         self.alpha = alpha
         self.gamma = gamma
         self.ignore_threshold = 0.5
@@ -106,14 +123,12 @@ class YOLOLoss(nn.Module):
         counts = [len(t) for t in targets]
         boxes_gt = torch.cat([t.to(input.device, torch.float32) for t in targets])      # (N, 5)
         img = torch.repeat_interleave(torch.arange(B), torch.tensor(counts)).to(input.device)
+        boxes_norm = boxes_gt
         grid_scale = torch.tensor([W, H, W, H], device=input.device, dtype=torch.float32)
         boxes_gt = torch.cat([boxes_gt[:, :4] * grid_scale, boxes_gt[:, 4:]], 1)        # box in grid units
 
         pos = self._assign(l, boxes_gt, img, B, A, H, W)
         scale = self.scale_x_y[l]
-        with torch.no_grad():
-            ignored = self._ignored(self._decode_xyxy(pred, anchors, scale), boxes_gt, img, counts) & ~pos["obj"]
-        loss_conf = self._conf_loss(pred[:, :, 4], pos["obj"], ~ignored)
 
         # Box and class terms over the positives, gathered per (box, anchor, cell) pair (`winner` masks).
         b, k, gj, gi = pos["index"]
@@ -125,6 +140,12 @@ class YOLOLoss(nn.Module):
                                 torch.exp(p[:, 2]) * anchors[k, 0], torch.exp(p[:, 3]) * anchors[k, 1]], 1)
         iou = self.iou_fn(box_pred, target[:, :4])
         loss_loc = ((1 - iou) * w).sum() / n_pos.clamp(min=1)
+
+        with torch.no_grad():
+            ignored = self._ignored(self._decode_xyxy(pred, anchors, scale), boxes_gt, img, counts) & ~pos["obj"]
+            obj_values = self._obj_values(pos, iou, B, A, H, W)                          # (B, A, H, W) or None
+            n_total = self._positives_all_levels(boxes_norm, img, B) if self._normalized_by_positives() else None
+        loss_conf = self._conf_loss(l, pred[:, :, 4], pos["obj"], ~ignored, obj_values, n_total)
         cls_target = F.one_hot(target[:, 4].long(), self.num_classes).float()
         cls_target = cls_target * (1 - self.label_smoothing) + self.label_smoothing / self.num_classes
         cls_bce = F.binary_cross_entropy_with_logits(p[:, 5:], cls_target, reduction="none")
@@ -135,11 +156,58 @@ class YOLOLoss(nn.Module):
         conf = loss_conf * self.balance[l] * self.obj_ratio
         return loc + cls + conf, {"loc": loc.detach(), "conf": conf.detach(), "cls": cls.detach()}
 
-    def _conf_loss(self, obj_logits, obj_target, counted):
-        """Mean (focal) BCE of objectness over the counted cells (positives and non-ignored)."""
-        bce = F.binary_cross_entropy_with_logits(obj_logits, obj_target.float(), reduction="none")
+    def _obj_values(self, pos, iou, B, A, H, W):
+        """With ``obj_target='iou'``: the ``(B, A, H, W)`` objectness targets, each positive's detached box IoU
+        clamped at 0 (yolov5's), 0 elsewhere; None for binary targets."""
+        if self.obj_target == "binary":
+            return None
+        b, k, gj, gi = pos["index"]
+        M = B * A * H * W
+        cell = torch.where(pos["winner"], ((b * A + k) * H + gj) * W + gi, M)
+        values = torch.zeros(M + 1, device=iou.device, dtype=iou.dtype)
+        values[cell] = iou.detach().clamp(min=0)                      # winners own distinct cells
+        return values[:M].view(B, A, H, W)
+
+    def _normalized_by_positives(self):
+        return self.focal_loss and self.focal_normalize == "positives"
+
+    def _positives_all_levels(self, boxes_norm, img, B):
+        """The batch's positives over all levels (RetinaNet divides the whole focal sum by this count)."""
+        total = 0
+        for level, mask in enumerate(self.anchors_mask):
+            stride = 2 ** (5 - level)
+            H, W = self.input_shape[0] // stride, self.input_shape[1] // stride
+            grid = torch.cat([boxes_norm[:, :4] * boxes_norm.new_tensor([W, H, W, H]), boxes_norm[:, 4:]], 1)
+            total = total + self._assign(level, grid, img, B, len(mask), H, W)["winner"].sum()
+        return total
+
+    def _conf_loss(self, l, obj_logits, positive, counted, obj_values=None, n_total=None):
+        """The objectness term of level ``l`` over the counted cells (positives and non-ignored).
+
+        Targets are 1 / 0, or the IoU targets ``obj_values``. BCE, or with ``focal_loss`` the BCE times the focal
+        ratio (``alpha_t * |y - p| ** gamma``, for binary y ``alpha_t * (1 - p_t) ** gamma``) or, with
+        ``focal_type='varifocal'``, VarifocalNet's weight. ``focal_normalize='mean'`` (upstream) averages over the
+        counted cells and multiplies a focal term by ``focal_loss_ratio``; ``'positives'`` (RetinaNet) sums over
+        them and divides by the batch's positives of all levels ``n_total`` (at least 1), times
+        ``2 * positive_share[l]`` (the expected positives of all levels per cell of this level): gamma 0, alpha 0.5
+        then equals plain BCE when a batch has the expected positives, and the term follows each batch's count of
+        positives as RetinaNet's does.
+        """
+        target = positive.float() if obj_values is None else obj_values
+        bce = F.binary_cross_entropy_with_logits(obj_logits, target, reduction="none")
         if self.focal_loss:
-            bce = bce * focal_modulation(obj_logits, obj_target, self.alpha, self.gamma) * self.focal_loss_ratio
+            if self.focal_type == "varifocal":
+                weight = varifocal_weight(obj_logits, target, positive, self.alpha, self.gamma)
+            elif obj_values is None:
+                weight = focal_modulation(obj_logits, positive, self.alpha, self.gamma)
+            else:
+                weight = soft_focal_modulation(obj_logits, target, positive, self.alpha, self.gamma)
+            bce = bce * weight
+            if self.focal_normalize == "positives":
+                counted = counted.float()
+                n_pos = (positive.sum() if n_total is None else n_total).float().clamp(min=1)
+                return (bce * counted).sum() / n_pos * (2 * self.positive_share[l])
+            bce = bce * self.focal_loss_ratio
         counted = counted.float()
         return (bce * counted).sum() / counted.sum().clamp(min=1)
 

@@ -1,10 +1,12 @@
-"""The anchor check before training: how many training boxes the anchors can recall at the input size.
+"""Statistics of the training boxes against the anchors before training: the anchor check (how many boxes the
+anchors can recall at the input size) and the share of positive cells per level.
 
 yolov5's measure: a box is recallable when some anchor has both sides within ``RATIO_LIMIT`` times the box's
 (its loss can still reach the box through exp(tw)); the best possible recall (BPR) is the share of recallable
 boxes. Boxes are scaled to the input as the letterbox scales their image.
 """
 import numpy as np
+import torch
 
 from utils.annotation import parse_annotation_line
 
@@ -46,3 +48,41 @@ def anchor_report(lines, image_sizes, anchors, input_shape, anchors_path):
                  f"size: python kmeans_for_anchors.py --input_shape \"[{input_shape[0]}, {input_shape[1]}]\" "
                  f"--anchors_path model_data/my_anchors.txt, then train with --anchors_path model_data/my_anchors.txt")
     return text, bpr
+
+
+def letterboxed_targets(lines, image_sizes, input_shape):
+    """``(boxes (n, 5) float32 cx, cy, w, h over the input, class; image index (n,); images)`` of training-list
+    ``lines``, each image letterboxed into ``input_shape`` as validation does."""
+    height, width = input_shape
+    rows, owners, count = [], [], 0
+    for line in lines:
+        path, boxes = parse_annotation_line(line)
+        if path not in image_sizes:
+            continue
+        iw, ih = image_sizes[path]
+        scale = min(width / iw, height / ih)
+        dx, dy = (width - int(iw * scale)) // 2, (height - int(ih * scale)) // 2
+        xy = boxes[:, :4] * scale + np.array([dx, dy, dx, dy], dtype=np.float32)
+        rows.append(np.column_stack([(xy[:, 0] + xy[:, 2]) / 2 / width, (xy[:, 1] + xy[:, 3]) / 2 / height,
+                                     (xy[:, 2] - xy[:, 0]) / width, (xy[:, 3] - xy[:, 1]) / height, boxes[:, 4]]))
+        owners.append(np.full(len(boxes), count))
+        count += 1
+    if not rows:
+        return np.zeros((0, 5), np.float32), np.zeros(0, np.int64), 0
+    return np.concatenate(rows).astype(np.float32), np.concatenate(owners).astype(np.int64), count
+
+
+def positive_shares(loss_fn, lines, image_sizes, input_shape, chunk=256):
+    """Per level, the positives of all levels per cell (anchor x grid cell) of that level that ``loss_fn``'s
+    assignment gives the letterboxed training boxes (see YOLOLoss._conf_loss), in chunks of ``chunk`` images."""
+    boxes, owners, images = letterboxed_targets(lines, image_sizes, input_shape)
+    positives, cells = 0, []
+    for level, stride in enumerate((32, 16, 8)):
+        H, W, A = input_shape[0] // stride, input_shape[1] // stride, len(loss_fn.anchors_mask[level])
+        for start in range(0, images, chunk):
+            keep = (owners >= start) & (owners < start + chunk)
+            grid = torch.from_numpy(boxes[keep] * np.array([W, H, W, H, 1], dtype=np.float32))
+            img = torch.from_numpy(owners[keep] - start)
+            positives += int(loss_fn._assign(level, grid, img, min(chunk, images - start), A, H, W)["obj"].sum())
+        cells.append(max(images, 1) * A * H * W)
+    return [positives / c for c in cells]

@@ -17,10 +17,11 @@ import torch
 from torch.utils.data import DataLoader, DistributedSampler
 
 from nets.yolo import YoloBody, resolve_scale
-from nets.yolo_training import YOLOLoss, centre_scales, get_lr_scheduler, set_optimizer_lr, weights_init
+from nets.yolo_training import (FOCAL_NORMALIZATIONS, FOCAL_TYPES, OBJ_TARGETS, YOLOLoss, centre_scales,
+                                 get_lr_scheduler, set_optimizer_lr, weights_init)
 from utils import distributed as dist_utils
 from utils.callbacks import RunLog
-from utils.anchor_check import anchor_report
+from utils.anchor_check import anchor_report, positive_shares
 from utils.annotation import read_annotation_file
 from utils.checkpoint import atomic_save, describe_load, is_darknet_path, load_matching, load_state_dict_file
 from utils.dataset_check import scan_annotation_lines
@@ -36,6 +37,8 @@ from utils.run_lock import RunLock
 from utils.training_lists import build_missing_lists
 from utils.utils import get_anchors, get_classes, resolve_device, seed_everything, show_config
 from utils.utils_fit import NonFiniteLossError, train_one_epoch, validate
+
+RETINANET_PRIOR = 0.01   # RetinaNet's initial foreground probability pi
 
 
 def train(config, argv=()):
@@ -116,7 +119,9 @@ def _build_run(cfg, state, rank, world_size, device, main_process):
     run = SimpleNamespace(state=state, device=device, main_process=main_process, world_size=world_size)
     run.class_names, run.num_classes = get_classes(cfg.classes_path)
     run.anchors, _ = get_anchors(cfg.anchors_path)
-    train_lines, val_lines = _training_lists(cfg, run.class_names, main_process)
+    train_lines, val_lines, train_sizes = _training_lists(cfg, run.class_names, main_process)
+    run.positive_share = _positive_shares(cfg, run, train_lines, train_sizes) \
+        if cfg.focal_loss and cfg.focal_normalize == "positives" else None
     run.eval_samples = samples_from_annotation_lines(val_lines, run.class_names)
     model, load_note = _build_model(cfg, run.num_classes, state)
     if main_process:
@@ -128,7 +133,11 @@ def _build_run(cfg, state, rank, world_size, device, main_process):
     run.model = model.to(device, memory_format=torch.channels_last if device.type == "cpu" else torch.contiguous_format)
     run.loss_fn = YOLOLoss(run.anchors, run.num_classes, cfg.input_shape, device.type == "cuda", cfg.anchors_mask,
                            cfg.label_smoothing, cfg.focal_loss, cfg.focal_alpha, cfg.focal_gamma, cfg.iou_type,
-                           iou_thresh=cfg.iou_thresh, scale_x_y=cfg.scale_x_y, neighbour_cells=cfg.neighbour_cells)
+                           iou_thresh=cfg.iou_thresh, scale_x_y=cfg.scale_x_y, neighbour_cells=cfg.neighbour_cells,
+                           focal_normalize=cfg.focal_normalize, obj_target=cfg.obj_target, focal_type=cfg.focal_type,
+                           positive_share=run.positive_share, level_balance=cfg.level_balance,
+                           box_loss_weight=cfg.box_loss_weight, obj_loss_weight=cfg.obj_loss_weight,
+                           cls_loss_weight=cfg.cls_loss_weight, focal_loss_ratio=cfg.focal_loss_ratio)
     # Inference decodes the centre as training does: the scales go to the evaluation and the weights' metadata.
     run.decoding = Decoding(run.anchors, tuple(map(tuple, cfg.anchors_mask)), tuple(cfg.input_shape),
                             LETTERBOX_IMAGE, tuple(run.loss_fn.scale_x_y))
@@ -199,6 +208,7 @@ def _weights_metadata(cfg, run, epoch, metrics):
     meta = {"class_names": run.class_names, "anchors": run.anchors.tolist(), "anchors_mask": cfg.anchors_mask,
             "input_shape": cfg.input_shape, "width_mult": cfg.width_mult, "depth_mult": cfg.depth_mult,
             "focal_loss": cfg.focal_loss, "focal_alpha": cfg.focal_alpha, "focal_gamma": cfg.focal_gamma,
+            "focal_normalize": cfg.focal_normalize, "focal_type": cfg.focal_type, "obj_target": cfg.obj_target,
             "scale_x_y": list(run.decoding.scale_x_y), "epoch": epoch, **run.decoding.preprocessing()}
     if metrics is not None:
         meta.update(calibration_fields(metrics, run.decoding.preprocessing()))
@@ -242,6 +252,14 @@ def _check_settings(cfg):
         raise UserError(f"{err} (settings scale_x_y, neighbour_cells)") from None
     if cfg.iou_thresh is not None and not 0 < cfg.iou_thresh < 1:
         raise UserError(f"iou_thresh must be None or within (0, 1) (darknet: 0.213), got {cfg.iou_thresh!r}")
+    for name, choices in (("focal_normalize", FOCAL_NORMALIZATIONS), ("focal_type", FOCAL_TYPES),
+                          ("obj_target", OBJ_TARGETS)):
+        if getattr(cfg, name) not in choices:
+            raise UserError(f"{name} must be one of {', '.join(map(repr, choices))}, got {getattr(cfg, name)!r}")
+    if cfg.obj_prior is not None and not 0 < cfg.obj_prior < 1:
+        raise UserError(f"obj_prior must be None or a probability in (0, 1) (RetinaNet: 0.01), got {cfg.obj_prior!r}")
+    if len(cfg.level_balance) != len(cfg.anchors_mask):
+        raise UserError(f"level_balance needs one weight per level ({len(cfg.anchors_mask)}), got {cfg.level_balance}")
     if not isinstance(cfg.nominal_batch_size, int) or cfg.nominal_batch_size < 0:
         raise UserError(f"nominal_batch_size must be 0 (off) or a number of images, got {cfg.nominal_batch_size!r}")
 
@@ -280,7 +298,7 @@ def _training_lists(cfg, class_names, main_process):
     if main_process:
         anchors = get_anchors(cfg.anchors_path)[0]
         print(anchor_report(lists[0], reports[0].image_sizes, anchors, cfg.input_shape, cfg.anchors_path)[0])
-    return lists
+    return lists[0], lists[1], reports[0].image_sizes
 
 
 def _build_model(cfg, num_classes, state):
@@ -296,22 +314,43 @@ def _build_model(cfg, num_classes, state):
                      width_mult=cfg.width_mult, depth_mult=cfg.depth_mult)
     if not cfg.pretrained:
         weights_init(model)
-        init_head_biases(model, cfg.input_shape, num_classes)
+        init_head_biases(model, cfg.input_shape, num_classes, objectness_prior(cfg))
     if weights is None:
         return model, ""
     return model, describe_load(load_matching(model, weights), cfg.model_path)
 
 
-def init_head_biases(model, input_shape, num_classes):
-    """Start objectness and class biases at their expected priors (as yolov5 does).
+def objectness_prior(cfg):
+    """The initial objectness probability: ``obj_prior``, else RetinaNet's 0.01 for a focal term normalized by
+    the positives (its loss then starts near 1 per positive), else None (yolov5's per-level prior)."""
+    if cfg.obj_prior is not None:
+        return float(cfg.obj_prior)
+    return RETINANET_PRIOR if cfg.focal_loss and cfg.focal_normalize == "positives" else None
 
-    About 8 objects per 640x640 image over each level's cells, classes near uniform: a
-    from-scratch run then does not spend its first epochs unlearning p(obj) = 0.5 everywhere.
+
+def init_head_biases(model, input_shape, num_classes, obj_prior=None):
+    """Start objectness and class biases at their expected priors.
+
+    Objectness: ``obj_prior`` when given (RetinaNet's pi), else yolov5's: about 8 objects per 640x640 image over
+    each level's cells. Classes near uniform. A from-scratch run then does not spend its first epochs unlearning
+    p(obj) = 0.5 everywhere.
     """
     for head, stride in ((model.yolo_head1, 32), (model.yolo_head2, 16), (model.yolo_head3, 8)):
         bias = head[-1].bias.data.view(-1, 5 + num_classes)     # (anchors, 5 + C)
-        bias[:, 4] = math.log(8 / (640 / stride) ** 2)
+        bias[:, 4] = (math.log(8 / (640 / stride) ** 2) if obj_prior is None
+                      else math.log(obj_prior / (1 - obj_prior)))
         bias[:, 5:] = math.log(0.6 / (num_classes - 0.99))
+
+
+def _positive_shares(cfg, run, lines, image_sizes):
+    """Per level, positives per cell of the training boxes (letterboxed, no augmentation) under the loss's
+    assignment: the share ``focal_normalize='positives'`` scales by (see YOLOLoss._conf_loss)."""
+    probe = YOLOLoss(run.anchors, run.num_classes, cfg.input_shape, anchors_mask=cfg.anchors_mask,
+                     iou_thresh=cfg.iou_thresh, scale_x_y=cfg.scale_x_y, neighbour_cells=cfg.neighbour_cells)
+    shares = positive_shares(probe, lines, image_sizes, cfg.input_shape)
+    print("Positives per cell of each level (stride 32, 16, 8) on the training boxes: "
+          + ", ".join(f"{s:.5f}" for s in shares))
+    return shares
 
 
 def _wrap_for_training(model, cfg, device):
