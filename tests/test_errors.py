@@ -45,7 +45,7 @@ def user_mistakes(tmp_path):
         "voc_annotation": ([os.path.join(ROOT, "voc_annotation.py"), "--VOCdevkit_path", str(tmp_path / "empty_voc")],
                            "no .xml annotation files"),
         "kmeans": ([os.path.join(ROOT, "kmeans_for_anchors.py"), "--annotations_path", str(tmp_path / "no_xml")],
-                   "no boxes found"),
+                   "no .xml annotation files"),
         "summary": ([os.path.join(ROOT, "summary.py"), "--input_shape", "[100, 100]"], "multiples of 32"),
         "study": ([os.path.join(ROOT, "study.py"), "--sweep", "focal_gama=[1]"], "did you mean focal_gamma"),
         "focal_study": ([os.path.join(ROOT, "focal_study.py"), "--settings", "[('a', True, 2, 2)]"], "alpha of 'a'"),
@@ -57,7 +57,7 @@ def user_mistakes(tmp_path):
                                     "focal_study", "settings"])
 def test_a_user_mistake_is_one_message_and_exit_2(script, user_mistakes, tmp_path):
     args, words = user_mistakes[script]
-    result = run_script(args, cwd=tmp_path)
+    result = run_script(args, cwd=ROOT)
     assert result.returncode == 2, result.stderr[-2000:]
     assert "Traceback" not in result.stderr and words in result.stderr
     assert result.stderr.strip().splitlines()[-1].startswith("error: ")
