@@ -538,7 +538,7 @@ def main(argv, own=None, script="study.py", script_argv=None):
             results.append(run_one(config, variant, seed, sets, f"[{number}/{total}] {variant['name']} seed {seed}:"))
             write_results(config, results, command, sets)
     except KeyboardInterrupt:
-        print(f"\nStudy interrupted: finished runs are kept; the same command continues it.")
+        print("\nStudy interrupted: finished runs are kept; the same command continues it.")
         return 130
     print(write_results(config, results, command, sets))
     print(f"Results in {config['study_dir']}/ (results.md, results.json, map_bars.png, objectness_<variant>.png)")

@@ -13,7 +13,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from nets.focal_loss import focal_modulation, soft_focal_modulation, varifocal_weight
-from nets.boxes import aligned_ciou, aligned_siou, box_area, box_iou, cxcywh_to_xyxy, wh_iou
+from nets.boxes import aligned_ciou, aligned_siou, box_iou, cxcywh_to_xyxy, wh_iou
 
 IOU_FUNCTIONS = {"ciou": aligned_ciou, "siou": aligned_siou}
 

@@ -10,6 +10,9 @@ if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
 
+from sample_lists import SAMPLE_LIST_IDS, sample_lines  # noqa: E402 (needs the path above)
+
+
 class _CodeExecutionMarker:
     """Unpickling this object creates a file: it stands for arbitrary code execution."""
 
@@ -27,3 +30,12 @@ def malicious_weights(tmp_path):
     with open(path, "wb") as f:
         pickle.dump({"backbone.conv1.conv.weight": _CodeExecutionMarker(str(marker))}, f)
     return path, marker
+
+
+@pytest.fixture()
+def lists(tmp_path):
+    """Training and validation lists of 8 and 4 shipped sample images: the train.py arguments naming them."""
+    train, val = tmp_path / "train.txt", tmp_path / "val.txt"
+    train.write_text("\n".join(sample_lines(SAMPLE_LIST_IDS)) + "\n")
+    val.write_text("\n".join(sample_lines(("000010", "000011", "000012", "000013"))) + "\n")
+    return ["--train_annotation_path", str(train), "--val_annotation_path", str(val)]

@@ -12,7 +12,7 @@ import pytest
 import torch
 from PIL import Image
 
-from test_train import TINY, lists, read_csv, run_train, sample_lines  # noqa: F401 (lists: a fixture)
+from test_train import TINY, read_csv, run_train
 from utils.atomic import atomic_save, atomic_write
 from utils.config import ConfigError, parse_overrides
 from utils.errors import DiskFullError, UserError, is_user_error, run_entry

@@ -10,7 +10,7 @@ import time
 
 import torch
 
-from test_train import TINY, lists  # noqa: F401 (lists: a fixture)
+from test_train import TINY
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TRIALS = 20

@@ -8,38 +8,14 @@ import subprocess
 import sys
 import time
 
-import pytest
 import torch
 
+from sample_lists import SAMPLE_LIST_IDS, sample_lines
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SAMPLE_LIST_IDS = ("000002", "000003", "000004", "000005", "000006", "000007", "000008", "000009")
 TINY = ["--width_mult", "0.125", "--depth_mult", "0.33", "--input_shape", "[64, 64]", "--Freeze_Train", "False",
         "--Unfreeze_batch_size", "4", "--num_workers", "0", "--optimizer_type", "adam", "--Init_lr", "0.016",
         "--weight_decay", "0", "--eval_period", "1", "--seed", "3"]
-
-
-def sample_lines(ids):
-    """Training-list lines for images of the shipped sample, built with voc_annotation's own reader."""
-    from utils.voc import parse_voc_xml
-    from utils.annotation import format_annotation_line
-    from utils.utils import get_classes
-
-    names, _ = get_classes(os.path.join(ROOT, "model_data", "sample_classes.txt"))
-    voc = os.path.join(ROOT, "VOCdevkit", "VOC2007")
-    lines = []
-    for image_id in ids:
-        ann = parse_voc_xml(os.path.join(voc, "Annotations", f"{image_id}.xml"), names)
-        boxes = [[*b, names.index(n)] for b, n, d in zip(ann.boxes.tolist(), ann.names, ann.difficult) if not d]
-        lines.append(format_annotation_line(os.path.join(voc, "JPEGImages", f"{image_id}.jpg"), boxes))
-    return lines
-
-
-@pytest.fixture()
-def lists(tmp_path):
-    train, val = tmp_path / "train.txt", tmp_path / "val.txt"
-    train.write_text("\n".join(sample_lines(SAMPLE_LIST_IDS)) + "\n")
-    val.write_text("\n".join(sample_lines(("000010", "000011", "000012", "000013"))) + "\n")
-    return ["--train_annotation_path", str(train), "--val_annotation_path", str(val)]
 
 
 def run_train(args, cwd=ROOT, timeout=300, env=None):
