@@ -13,6 +13,7 @@ import get_map
 import voc_annotation
 from nets.yolo import YoloBody
 from utils.datasets import read_dataset, write_dataset_lists
+from utils.errors import UserError
 from utils.evaluation import samples_from_records, score_detections
 from utils.training_lists import seeded_split
 from utils.yolo_txt import read_data_yaml
@@ -116,7 +117,7 @@ def test_voc_folder_with_its_own_split_is_kept_and_never_written_to(tmp_path, ca
     assert sum(len(v) for v in resplit.values()) == 8
     assert "annotation_mode 2 keeps the dataset's own split (train: 3, val: 1)" in capsys.readouterr().out
     assert sorted(os.walk(root)) == before                                    # the dataset folder is untouched
-    with pytest.raises(SystemExit, match="no split of its own"):
+    with pytest.raises(UserError, match="no split of its own"):
         convert(tmp_path, "yolo", write_yolo(tmp_path / "yolo"), tmp_path / "y", annotation_mode=2)
 
 

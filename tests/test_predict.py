@@ -15,6 +15,7 @@ from PIL import Image
 from nets.fuse import InferenceMish, fuse_conv_bn, inference_model
 from nets.yolo import YoloBody
 from test_utils_bbox import slow_nms
+from utils.errors import UserError
 from yolo import YOLO
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -251,7 +252,7 @@ def test_predict_video_headless(files, tmp_path):
 def test_predict_rejects_unknown_mode_and_setting(capsys):
     import predict
 
-    with pytest.raises(SystemExit, match="--mode must be one of"):
+    with pytest.raises(UserError, match="--mode must be one of"):
         predict.settings(["--mode", "bogus"])
     with pytest.raises(SystemExit):
         predict.settings(["--colour", "red"])

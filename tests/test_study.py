@@ -13,6 +13,7 @@ import focal_study
 import study
 from nets.yolo import YoloBody
 from utils.annotation import format_annotation_line
+from utils.errors import UserError, run_entry
 
 MASK = [[6, 7, 8], [3, 4, 5], [0, 1, 2]]
 ANCHORS = np.array([[12, 16], [19, 36], [40, 28], [36, 75], [76, 55], [72, 146], [142, 110], [192, 243], [459, 401]],
@@ -174,7 +175,7 @@ def test_a_study_folder_of_other_settings_is_refused(data, tmp_path, monkeypatch
     monkeypatch.setattr(study, "_TRAIN_SCRIPT", fake_train_script(tmp_path, tmp_path / "weights.pth"))
     base = [*data["args"], "--input_shape", "[64, 64]", "--seeds", "1"]
     assert study.main([*base, "--sweep", "mosaic=[False]"]) == 0
-    with pytest.raises(SystemExit, match="was made with other settings"):
+    with pytest.raises(UserError, match="was made with other settings"):
         study.main([*base, "--sweep", "mosaic=[False]", "--UnFreeze_Epoch", "7"])
 
 
@@ -215,9 +216,9 @@ def test_sweep_is_a_cartesian_product_with_readable_names():
 ])
 def test_bad_study_command_line_is_an_error(argv, message, capsys):
     with pytest.raises(SystemExit) as exit_info:
-        study.main(argv)
-    assert exit_info.value.code != 0
-    assert message in str(exit_info.value.code) + capsys.readouterr().err
+        run_entry(study.main, argv)
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("argv, message", [
@@ -229,9 +230,9 @@ def test_bad_study_command_line_is_an_error(argv, message, capsys):
 ])
 def test_bad_focal_study_command_line_is_an_error(argv, message, capsys):
     with pytest.raises(SystemExit) as exit_info:
-        focal_study.main(argv)
-    assert exit_info.value.code != 0
-    assert message in str(exit_info.value.code) + capsys.readouterr().err
+        run_entry(focal_study.main, argv)
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
 
 
 def test_train_settings_pass_through_unchanged():
