@@ -56,7 +56,8 @@ _NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._=-]*")
 _SPLIT_METRICS = (("map50", "mAP@0.5"), ("map50_95", "mAP@.5:.95"))
 _RESULT_FORMAT = "yolov4-pytorch study run v1"
 _GITIGNORE = ("# written by study.py: weights, checkpoints and run logs stay out of git (result.json and\n"
-              "# objectness.npz stay: the tables and plots are rebuilt from them)\n*.pth\n*/seed*/loss_*/\n*/seed*/train.log\n")
+              "# objectness.npz stay: the tables and plots are rebuilt from them)\n*.pth\n*/seed*/ep*.json\n"
+              "*/seed*/loss_*/\n*/seed*/train.log\n")
 
 
 def train_defaults():
