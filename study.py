@@ -47,6 +47,7 @@ test_annotation_path = ""     # test list (training-list format); "" = the VOC i
 test_image_set = "test"       # VOCdevkit_path/VOC2007/ImageSets/Main/<this>.txt when no test list is given
 weights_name = "last_epoch_weights.pth"   # the file of each run that is evaluated
 reevaluate = False            # True: evaluate finished runs again (after a change of the evaluation), keep weights
+train_runs = True             # False: train nothing, only score and tabulate the runs already finished
 
 _TRAIN_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "train.py")
 # train.py settings each run sets itself.
@@ -347,6 +348,9 @@ def run_one(config, variant, seed, sets, progress):
         return result
     weights = os.path.join(run_dir, config["weights_name"])
     seconds = result["train_seconds"] if result else None
+    if result is None and not config["train_runs"]:
+        print(f"{progress} not run yet (train_runs=False)")
+        return None
     if result is None:
         os.makedirs(run_dir, exist_ok=True)
         resume = os.path.isfile(os.path.join(run_dir, "last_checkpoint.pth"))
@@ -543,7 +547,7 @@ def main(argv, own=None, script="study.py", script_argv=None):
         return 130
     print(write_results(config, results, command, sets))
     print(f"Results in {config['study_dir']}/ (results.md, results.json, map_bars.png, objectness_<variant>.png)")
-    return 0 if all(results) else 1
+    return 0 if all(results) or not config["train_runs"] else 1
 
 
 if __name__ == "__main__":

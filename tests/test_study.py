@@ -249,3 +249,19 @@ def test_train_settings_pass_through_unchanged():
     assert {k: config[k] for k in overrides} == overrides
     assert (config["focal_loss"], config["focal_alpha"], config["focal_gamma"]) == (True, 0.5, 1)
     assert (config["save_dir"], config["seed"], config["resume"]) == ("out dir/g/seed12", 12, True)
+
+
+def test_reevaluate_without_training_rescores_only_the_finished_runs(data, tmp_path, monkeypatch, capsys):
+    torch.save(YoloBody(MASK, 2, width_mult=0.125, depth_mult=0.33).state_dict(), tmp_path / "weights.pth")
+    monkeypatch.setattr(study, "_TRAIN_SCRIPT", fake_train_script(tmp_path, tmp_path / "weights.pth"))
+    base = [*data["args"], "--input_shape", "[64, 64]", "--seeds", "1", "--sweep", "mosaic=[False, True]"]
+    assert study.main([*base, "--train_runs", "False"]) == 0
+    assert "not run yet" in capsys.readouterr().out and not (data["study"] / "mosaic=False" / "seed11").exists()
+    assert study.main(base) == 0
+    first = json.loads((data["study"] / "mosaic=True" / "seed11" / "result.json").read_text())
+    capsys.readouterr()
+    assert study.main([*base, "--train_runs", "False", "--reevaluate", "True"]) == 0
+    out = capsys.readouterr().out
+    assert "training," not in out and "done earlier" not in out
+    again = json.loads((data["study"] / "mosaic=True" / "seed11" / "result.json").read_text())
+    assert again["val"] == first["val"] and again["train_seconds"] == first["train_seconds"]
