@@ -16,6 +16,7 @@ import utils.dataloader as dataloader
 from utils.annotation import format_annotation_line, parse_annotation_line
 from utils.augment import hsv_jitter, mixup, mosaic
 from utils.dataloader import YoloDataset, load_resized, worker_init_fn, yolo_dataset_collate
+from utils.errors import UserError
 from utils.utils import cvtColor
 
 COLOURS = np.array([[255, 0, 0], [0, 255, 0], [0, 0, 255]], dtype=np.uint8)
@@ -300,7 +301,7 @@ def test_all_images_unreadable_is_a_clear_error(tmp_path, num_workers):
     lines = [f"{tmp_path}/missing {i}.jpg 1,1,20,20,0" for i in range(3)]
     loader = DataLoader(make_dataset(lines), batch_size=1, num_workers=num_workers, collate_fn=yolo_dataset_collate)
     batches = iter(loader)
-    with pytest.raises(RuntimeError, match="none of the 3 images") as raised, warnings.catch_warnings():
+    with pytest.raises(UserError, match="none of the 3 images") as raised, warnings.catch_warnings():
         warnings.simplefilter("ignore")
         next(batches)
     # The traceback's frames hold the iterator; left to the garbage collector, its workers take 5 s each to stop.
