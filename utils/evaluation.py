@@ -27,8 +27,7 @@ from utils.dataset_check import DatasetError, DatasetReport
 from utils.preprocess import RESIZE_METHOD, network_input, open_image
 from utils.utils_bbox import correct_boxes, decode_outputs, postprocess
 from utils.utils_map import confusion_matrix, evaluate_detections
-from utils.voc import (annotation_of_image, find_image, ground_truth_rows, parse_voc_xml, read_image_set,
-                       voc_folder, voc_records)
+from utils.voc import annotation_of_image, read_image_set, voc_folder, voc_records
 
 EVAL_CONFIDENCE = 0.001     # detections kept down to this score, so precision-recall curves are complete
 EVAL_NMS_IOU = 0.5          # NMS IoU of evaluated detections
@@ -201,21 +200,27 @@ def samples_from_annotation_lines(lines, class_names):
     samples = []
     for line in lines:
         image_path, boxes = parse_annotation_line(line)
-        xml_path = annotation_of_image(image_path)
-        annotation = parse_voc_xml(xml_path, class_names) if xml_path else None
-        image_id = os.path.splitext(os.path.basename(xml_path))[0] if xml_path else None
-        if annotation is not None and annotation.ok and _is_image_of(annotation, image_id, image_path):
-            samples.append(EvalSample(image_id, image_path, ground_truth_rows(annotation, class_names)))
+        record = _voc_record_of(image_path, class_names)
+        if record is not None:
+            samples.append(EvalSample(record.image_id, image_path, record.ground_truth()))
         else:
             ground_truth = np.column_stack([boxes, np.zeros(len(boxes))]).astype(np.float64).reshape(-1, 6)
             samples.append(EvalSample(image_path, image_path, ground_truth))
     return samples
 
 
-def _is_image_of(annotation, image_id, image_path):
-    """Whether the XML of ``image_id`` resolves to ``image_path`` (its ``<filename>`` may name another image)."""
-    found = find_image(os.path.dirname(os.path.abspath(image_path)), image_id, annotation.filename)
-    return found is not None and os.path.samefile(found, image_path)
+def _voc_record_of(image_path, class_names):
+    """The VOC reader's record of an image in a VOC folder whose XML names this very image, else None."""
+    xml_path = annotation_of_image(image_path)
+    if xml_path is None:
+        return None
+    voc_dir = os.path.dirname(os.path.dirname(xml_path))
+    image_id = os.path.splitext(os.path.basename(xml_path))[0]
+    records = voc_records(voc_dir, class_names, DatasetReport(), [image_id])
+    if not records or not os.path.samefile(records[0].image_path, image_path):
+        return None                         # unreadable XML, or its <filename> names another image
+    return records[0]
+
 
 
 def samples_from_records(records, image_paths):

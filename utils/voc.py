@@ -123,12 +123,6 @@ def read_split(voc_dir):
     return split or None
 
 
-def ground_truth_rows(annotation, class_names):
-    """``(n, 6)`` float64 rows ``[x1, y1, x2, y2, class, difficult]`` of a parsed XML's known-class objects."""
-    classes = [class_names.index(name) for name in annotation.names]
-    return np.column_stack([annotation.boxes, classes, annotation.difficult]).astype(np.float64).reshape(-1, 6)
-
-
 @dataclass
 class VocAnnotation:
     """One VOC XML file: its well-formed objects and the problems found in it."""
