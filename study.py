@@ -48,6 +48,7 @@ test_image_set = "test"       # VOCdevkit_path/VOC2007/ImageSets/Main/<this>.txt
 weights_name = "last_epoch_weights.pth"   # the file of each run that is evaluated
 reevaluate = False            # True: evaluate finished runs again (after a change of the evaluation), keep weights
 train_runs = True             # False: train nothing, only score and tabulate the runs already finished
+results_name = "results"      # <this>.md / .json / _map_bars.png: another name lets a second study share the runs
 
 _TRAIN_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "train.py")
 # train.py settings each run sets itself.
@@ -511,6 +512,15 @@ def plot_histograms(config, results):
     return paths
 
 
+def results_path(config, suffix):
+    """``results.md`` / ``.json`` / ``map_bars.png``; another ``results_name`` gives ``<name>.md``, ...,
+    ``<name>_map_bars.png``, so two studies of overlapping variants can share a folder and its runs."""
+    name = config["results_name"]
+    if suffix.startswith("."):
+        return os.path.join(config["study_dir"], name + suffix)
+    return os.path.join(config["study_dir"], suffix if name == "results" else f"{name}_{suffix}")
+
+
 def write_results(config, results, command, sets):
     """results.json, results.md, map_bars.png and the histograms, from every finished run."""
     done = [r for r in results if r]
@@ -518,12 +528,12 @@ def write_results(config, results, command, sets):
     sizes = {split: len(samples) for split, samples in sets.splits.items()}
     report = {"command": command, "seeds": run_seeds(config), "baseline": baseline_name, "images": sizes,
               "variants": summaries, "runs": done}
-    atomic_write(os.path.join(config["study_dir"], "results.json"), json.dumps(report, indent=2))
+    atomic_write(results_path(config, ".json"), json.dumps(report, indent=2))
     table = results_markdown(config, summaries, baseline_name, command, sizes)
     if done:
         table += per_class_markdown(done, sets.class_names)
-    atomic_write(os.path.join(config["study_dir"], "results.md"), table)
-    plot_map_bars(summaries, os.path.join(config["study_dir"], "map_bars.png"))
+    atomic_write(results_path(config, ".md"), table)
+    plot_map_bars(summaries, results_path(config, "map_bars.png"))
     plot_histograms(config, done)
     return table
 
@@ -546,7 +556,7 @@ def main(argv, own=None, script="study.py", script_argv=None):
         print("\nStudy interrupted: finished runs are kept; the same command continues it.")
         return 130
     print(write_results(config, results, command, sets))
-    print(f"Results in {config['study_dir']}/ (results.md, results.json, map_bars.png, objectness_<variant>.png)")
+    print(f"Results in {config['study_dir']}/ ({', '.join(os.path.basename(results_path(config, x)) for x in ('.md', '.json', 'map_bars.png'))}, objectness_<variant>.png)")
     return 0 if all(results) or not config["train_runs"] else 1
 
 

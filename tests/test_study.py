@@ -104,6 +104,15 @@ def test_focal_study_runs_each_variant_and_seed_then_continues(data, capsys):
     again = json.loads((root / "results.json").read_text())
     assert [r["val"] for r in again["runs"]] == [r["val"] for r in report["runs"]]
 
+    # A second study of one of the variants, under another results_name, shares the runs and leaves results.md.
+    before = (root / "results.md").read_text()
+    assert focal_study.main([*argv[:-4], "--settings", "[('bce', False, 0.25, 2)]", "--seeds", "2",
+                             "--results_name", "bce_only", "--train_runs", "False"]) == 0
+    only = json.loads((root / "bce_only.json").read_text())
+    assert [v["name"] for v in only["variants"]] == ["bce"] and len(only["runs"]) == 2
+    assert (root / "bce_only.md").is_file() and (root / "bce_only_map_bars.png").is_file()
+    assert (root / "results.md").read_text() == before
+
 
 def reference_scores(model, val_lines):
     """Objectness of positive / negative cells by hand: for each box the best of the 9 anchors by
