@@ -549,7 +549,8 @@ def main(argv, own=None, script="study.py", script_argv=None):
     seeds_list, results = run_seeds(config), []
     total = len(config["variants"]) * len(seeds_list)
     try:
-        for number, (variant, seed) in enumerate(itertools.product(config["variants"], seeds_list), 1):
+        # Seed-major: a study stopped early still holds every variant for its first seeds (paired comparisons).
+        for number, (seed, variant) in enumerate(itertools.product(seeds_list, config["variants"]), 1):
             results.append(run_one(config, variant, seed, sets, f"[{number}/{total}] {variant['name']} seed {seed}:"))
             write_results(config, results, command, sets)
     except KeyboardInterrupt:
