@@ -16,6 +16,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from utils.annotation import parse_annotation_line, read_annotation_file
 from utils.atomic import atomic_save_image
 from utils.config import command_line_names, resolve_config
 from utils.errors import UserError, run_entry
@@ -36,6 +37,9 @@ dir_save_path = "img_out/"                  # dir_predict mode: folder results a
 heatmap_save_path = "model_data/heatmap_vision.png"  # heatmap mode: output image
 simplify = True                             # export_onnx: simplify with onnxsim when it is installed
 onnx_save_path = "model_data/models.onnx"   # ONNX file export_onnx writes and predict_onnx reads
+onnx_int8 = False                           # export_onnx: also write <name>_int8.onnx, quantized by onnxruntime
+calibration_list = "2007_train.txt"         # onnx_int8: training list whose images calibrate the int8 ranges
+calibration_images = 64                     # onnx_int8: how many of them (evenly spread over the list)
 
 _IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 _MODES = ("predict", "video", "fps", "dir_predict", "heatmap", "export_onnx", "predict_onnx")
@@ -174,7 +178,21 @@ def main(config, given=None):
         for _, loaded in input_images(config["image"]):
             yolo.detect_heatmap(loaded, config["heatmap_save_path"])
     elif config["mode"] == "export_onnx":
-        yolo.convert_to_onnx(config["simplify"], config["onnx_save_path"])
+        images = calibration_paths(config["calibration_list"], config["calibration_images"]) \
+            if config["onnx_int8"] else ()
+        yolo.convert_to_onnx(config["simplify"], config["onnx_save_path"], int8_images=images)
+
+
+def calibration_paths(list_path, count):
+    """``count`` image paths spread evenly over the training list ``list_path`` (all when it has fewer)."""
+    if not os.path.isfile(list_path):
+        raise UserError(f"calibration_list {list_path} not found: int8 calibration needs a training list "
+                        "(voc_annotation.py writes 2007_train.txt)")
+    paths = [parse_annotation_line(line)[0] for line in read_annotation_file(list_path)]
+    if not paths:
+        raise UserError(f"calibration_list {list_path} has no image")
+    picks = np.linspace(0, len(paths) - 1, min(count, len(paths))).round().astype(int)
+    return [paths[i] for i in picks]
 
 
 def settings(argv):

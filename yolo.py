@@ -23,6 +23,7 @@ from nets.yolo import YoloBody, num_classes_of_state_dict, resolve_scale
 from utils.checkpoint import is_darknet_path, load_state_dict_file
 from utils.errors import UserError
 from utils.darknet import DARKNET_SCALE_X_Y
+from utils.onnx_int8 import quantize_onnx
 from utils.run_metadata import metadata_path, read_metadata
 from utils.evaluation import LETTERBOX_IMAGE, Decoding, detections_from_outputs
 from utils.preprocess import network_input, open_image, rgb_array  # noqa: F401 (open_image: predict/get_map use it)
@@ -340,9 +341,11 @@ class YOLO(_Detector):
             heat = np.maximum(heat, cv2.resize(level[top:bottom, left:right], (image_w, image_h)))
         return heat
 
-    def convert_to_onnx(self, simplify, model_path):
+    def convert_to_onnx(self, simplify, model_path, int8_images=()):
         """Export the fused network to ``model_path`` (input ``images`` 1x3xHxW, outputs ``output0..2``
-        at strides 32, 16, 8, opset 12). ``simplify`` runs onnxsim when it is installed."""
+        at strides 32, 16, 8, opset 13). ``simplify`` runs onnxsim when it is installed. With ``int8_images``
+        (image paths, e.g. training images) also write ``int8_path(model_path)``: the model quantized to int8
+        by onnxruntime, its activation ranges calibrated on those images (utils/onnx_int8.py)."""
         if importlib.util.find_spec("onnx") is None:
             raise UserError("exporting to ONNX needs the 'onnx' package: pip install onnx")
         import onnx
@@ -353,7 +356,7 @@ class YOLO(_Detector):
             os.makedirs(folder, exist_ok=True)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)   # the TorchScript exporter needs only 'onnx'
-            torch.onnx.export(self.net, (dummy,), model_path, dynamo=False, opset_version=12,
+            torch.onnx.export(self.net, (dummy,), model_path, dynamo=False, opset_version=13,
                               input_names=["images"], output_names=["output0", "output1", "output2"])
         model_onnx = onnx.load(model_path)
         onnx.checker.check_model(model_onnx)
@@ -369,6 +372,16 @@ class YOLO(_Detector):
                     raise RuntimeError(f"onnxsim could not validate the simplified model of {model_path}")
                 onnx.save(model_onnx, model_path)
         print(f"Onnx model save as {model_path}")
+        if int8_images:
+            quantized = int8_path(model_path)
+            quantize_onnx(model_path, quantized, list(int8_images), self.input_shape, self.letterbox_image)
+            print(f"int8 model ({len(int8_images)} calibration images) saved as {quantized}")
+
+
+def int8_path(model_path):
+    """Where the int8 model of the ONNX file ``model_path`` is written: ``<stem>_int8.onnx`` beside it."""
+    stem, _ = os.path.splitext(model_path)
+    return f"{stem}_int8.onnx"
 
 
 class YOLO_ONNX(_Detector):
@@ -377,7 +390,8 @@ class YOLO_ONNX(_Detector):
     # that predict.py --mode export_onnx writes.
     _defaults = {"onnx_path": "model_data/models.onnx",
                  **{key: YOLO._defaults[key] for key in ("classes_path", "anchors_path", "anchors_mask", "input_shape",
-                                                         "confidence", "nms_iou", "letterbox_image", "scale_x_y")}}
+                                                         "confidence", "nms_iou", "letterbox_image", "scale_x_y")},
+                 "threads": 0}     # onnxruntime intra-op threads; 0 = its default (one per core)
 
     def generate(self):
         if importlib.util.find_spec("onnxruntime") is None:
@@ -389,7 +403,10 @@ class YOLO_ONNX(_Detector):
                                     "(export one with predict.py --mode export_onnx)")
         providers = [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider")
                      if p in onnxruntime.get_available_providers()]
-        self.session = onnxruntime.InferenceSession(self.onnx_path, providers=providers)
+        options = onnxruntime.SessionOptions()
+        if self.threads:
+            options.intra_op_num_threads = int(self.threads)
+        self.session = onnxruntime.InferenceSession(self.onnx_path, options, providers=providers)
         model_input = self.session.get_inputs()[0]
         if list(model_input.shape[2:]) != list(self.input_shape):
             raise UserError(f"{self.onnx_path} takes input {model_input.shape}, but input_shape is {self.input_shape}")
@@ -397,4 +414,6 @@ class YOLO_ONNX(_Detector):
         print(f"{self.onnx_path} model, anchors, and classes loaded.")
 
     def _forward(self, images):
-        return [torch.from_numpy(out) for out in self.session.run(None, {self.input_name: images.numpy()})]
+        """Head outputs of a ``(B, 3, H, W)`` batch, one image per session run (the export has batch 1)."""
+        runs = [self.session.run(None, {self.input_name: image[None].numpy()}) for image in images]
+        return [torch.from_numpy(np.concatenate(level)) for level in zip(*runs)]

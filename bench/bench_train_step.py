@@ -1,10 +1,15 @@
 """Time one training step (forward + three-level loss + backward + optimizer step) on the CPU.
 
-Default: the full YOLOv4 at 416 x 416, batch 4, 20 classes, 20 boxes per image. Prints the median
-of several steps for each variant, side by side in one run:
-  upstream_mish  - the unoptimised reference: Mish written as x * tanh(softplus(x)) (as upstream), NCHW
+Default: the full YOLOv4 at 416 x 416, batch 4, 20 classes, 20 boxes per image, focal objectness (the form the
+upstream-style loss computes), SGD. Prints the median of several steps for each variant, side by side in one run:
+  upstream       - upstream's step: Mish written as x * tanh(softplus(x)), NCHW, and the loss assigned box by
+                   box in Python loops (bench/bench_loss.py's upstream-style loss, equal in value)
+  upstream_mish  - upstream's Mish and layout with this repository's vectorized loss
   fused_mish     - this repository's Mish (torch's fused F.mish kernel), NCHW
   channels_last  - fused Mish, model and input in channels_last memory format (what train.py does on CPU)
+  compiled       - channels_last under torch.compile (inductor); its compile time is printed apart
+                   (--no_compile leaves it out)
+The first step's loss of every variant is printed: all equal to float tolerance (same weights and batch).
 Usage: python bench/bench_train_step.py [--size 416] [--batch 4] [--width 1.0] [--depth 1.0] [--steps 5]
 """
 import argparse
@@ -17,12 +22,14 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from nets.fuse import replace_mish  # noqa: E402
 from nets.yolo import YoloBody  # noqa: E402
 from nets.yolo_training import YOLOLoss  # noqa: E402
 from utils.optim import build_optimizer  # noqa: E402
 from utils.utils import get_anchors  # noqa: E402
 from utils.utils_fit import total_loss  # noqa: E402
+from bench_loss import upstream_style_loss  # noqa: E402
 
 MASK = [[6, 7, 8], [3, 4, 5], [0, 1, 2]]
 
@@ -43,17 +50,26 @@ class UpstreamMish(torch.nn.Module):
         return x * torch.tanh(F.softplus(x))
 
 
-def time_steps(model, loss_fn, optimizer, images, targets, steps):
-    times = []
+def upstream_loss(loss_fn):
+    def loss_of(outputs, targets):
+        return sum(upstream_style_loss(loss_fn, level, output, targets) for level, output in enumerate(outputs)), None
+    return loss_of
+
+
+def time_steps(model, loss_of, optimizer, images, targets, steps):
+    """(median seconds of ``steps`` steps, seconds of the first step, its loss)."""
+    times, first = [], None
     for i in range(steps + 1):
         start = time.perf_counter()
         optimizer.zero_grad(set_to_none=True)
-        loss, _ = total_loss(loss_fn, model(images), targets)
+        loss, _ = loss_of(model(images), targets)
         loss.backward()
         optimizer.step()
-        if i:                       # the first step allocates and warms up
+        if i:                       # the first step allocates and warms up (and compiles)
             times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        else:
+            first = (time.perf_counter() - start, loss.item())
+    return statistics.median(times), *first
 
 
 def main():
@@ -64,28 +80,34 @@ def main():
     parser.add_argument("--depth", type=float, default=1.0)
     parser.add_argument("--classes", type=int, default=20)
     parser.add_argument("--steps", type=int, default=5)
+    parser.add_argument("--no_compile", action="store_true")
     args = parser.parse_args()
 
     anchors, _ = get_anchors("model_data/yolo_anchors.txt")
     images, targets = make_batch(args.batch, args.size, args.classes, 20, torch.Generator().manual_seed(0))
-    loss_fn = YOLOLoss(anchors, args.classes, (args.size, args.size))
+    loss_fn = YOLOLoss(anchors, args.classes, (args.size, args.size), focal_loss=True)
+    ours = lambda outputs, targets: total_loss(loss_fn, outputs, targets)              # noqa: E731
+    variants = ["upstream", "upstream_mish", "fused_mish", "channels_last"] + ([] if args.no_compile else ["compiled"])
     results = {}
-    for variant in ("upstream_mish", "fused_mish", "channels_last"):
+    for variant in variants:
         torch.manual_seed(0)
         model = YoloBody(MASK, args.classes, width_mult=args.width, depth_mult=args.depth).train()
         x = images
-        if variant == "upstream_mish":
+        if variant in ("upstream", "upstream_mish"):
             model = replace_mish(model, UpstreamMish)
-        if variant == "channels_last":
+        if variant in ("channels_last", "compiled"):
             model = model.to(memory_format=torch.channels_last)
             x = images.contiguous(memory_format=torch.channels_last)
         optimizer = build_optimizer(model, "sgd", 1e-3, 0.937, 5e-4)
-        results[variant] = time_steps(model, loss_fn, optimizer, x, targets, args.steps)
+        net = torch.compile(model) if variant == "compiled" else model
+        results[variant] = time_steps(net, upstream_loss(loss_fn) if variant == "upstream" else ours, optimizer, x,
+                                      targets, args.steps)
     print(f"train step, {args.size}px, batch {args.batch}, width {args.width}, depth {args.depth}, "
           f"{torch.get_num_threads()} threads (median of {args.steps}):")
-    for variant, seconds in results.items():
-        print(f"  {variant:<14} {seconds:7.3f} s   x{results['upstream_mish'] / seconds:.2f}")
-
+    for variant, (seconds, first, loss) in results.items():
+        note = f", first step {first:.1f} s (compiles)" if variant == "compiled" else ""
+        print(f"  {variant:<14} {seconds:7.3f} s   x{results['upstream'][0] / seconds:.2f} vs upstream   "
+              f"loss {loss:.6f}{note}")
 
 if __name__ == "__main__":
     main()

@@ -79,3 +79,71 @@ def test_predict_onnx_mode_headless(exported, tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     with Image.open(out) as saved:
         assert saved.size == (140, 100)
+
+
+@pytest.fixture(scope="module")
+def quantized(exported):
+    """The int8 model of the exported one, calibrated on 4 random images."""
+    folder, rng = exported["folder"], np.random.default_rng(8)
+    paths = []
+    for i in range(4):
+        path = folder / f"calibration_{i}.png"
+        Image.fromarray(rng.integers(0, 256, (120, 150, 3), dtype=np.uint8)).save(path)
+        paths.append(str(path))
+    exported["yolo"].convert_to_onnx(False, str(folder / "quant.onnx"), int8_images=paths)
+    return {"path": str(folder / "quant_int8.onnx"), "images": paths}
+
+
+def test_int8_model_is_quantized_and_calibrated_on_the_given_images(exported, quantized):
+    from yolo import int8_path
+
+    assert int8_path(str(exported["folder"] / "quant.onnx")) == quantized["path"]
+    model = onnx.load(quantized["path"])
+    ops = {node.op_type for node in model.graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear", "Conv"} <= ops
+    int8_weights = [t for t in model.graph.initializer if t.data_type == onnx.TensorProto.INT8]
+    assert len(int8_weights) >= sum(1 for m in exported["model"].modules() if isinstance(m, torch.nn.Conv2d))
+    # The input's range comes from the calibration images, preprocessed as inference does: [0, 1] pixel values
+    # whose maximum is that of the letterboxed images (uint8 with zero in range: scale = max / 255).
+    from utils.preprocess import network_input, open_image
+
+    top = max(network_input(open_image(p), [128, 128], True)[0].max() for p in quantized["images"])
+    quantize_input = next(n for n in model.graph.node if n.op_type == "QuantizeLinear" and n.input[0] == "images")
+    scale = next(t for t in model.graph.initializer if t.name == quantize_input.input[1])
+    assert onnx.numpy_helper.to_array(scale) == pytest.approx(top / 255, rel=1e-5)
+
+
+def test_int8_model_stays_close_to_fp32(exported, quantized):
+    images = np.stack([np.asarray(Image.open(p).convert("RGB").resize((128, 128)), dtype=np.float32) / 255
+                       for p in quantized["images"][:1]]).transpose(0, 3, 1, 2)
+    session = onnxruntime.InferenceSession(quantized["path"], providers=["CPUExecutionProvider"])
+    got = session.run(None, {"images": images})
+    with torch.no_grad():
+        expected = exported["model"](torch.from_numpy(images))
+    for g, e in zip(got, expected):
+        e = e.numpy()
+        assert g.shape == e.shape
+        # 8-bit activations through ~70 layers: errors of a few percent of the output range, not more.
+        assert np.abs(g - e).max() < 0.1 * np.abs(e).max()
+        assert np.corrcoef(g.ravel(), e.ravel())[0, 1] > 0.99
+
+
+def test_int8_export_without_onnxruntime_says_what_to_install(monkeypatch):
+    import utils.onnx_int8 as onnx_int8
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "onnxruntime" else real(name, *a))
+    with pytest.raises(ValueError, match="pip install onnx onnxruntime"):
+        onnx_int8.require_onnxruntime_quantization()
+
+
+def test_calibration_paths_spread_over_the_list(tmp_path):
+    from predict import calibration_paths
+
+    lines = [f"/data/img_{i}.jpg 1,2,30,40,0" for i in range(10)]
+    (tmp_path / "train.txt").write_text("\n".join(lines) + "\n")
+    assert calibration_paths(str(tmp_path / "train.txt"), 3) == ["/data/img_0.jpg", "/data/img_4.jpg",
+                                                                 "/data/img_9.jpg"]
+    assert len(calibration_paths(str(tmp_path / "train.txt"), 64)) == 10
+    with pytest.raises(ValueError, match="not found"):
+        calibration_paths(str(tmp_path / "missing.txt"), 3)

@@ -1,4 +1,6 @@
 """The guarded training step: non-finite losses are skipped and counted, repeated ones stop the run."""
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -6,7 +8,7 @@ import torch
 from nets.yolo import YoloBody
 from nets.yolo_training import YOLOLoss
 from utils.optim import build_optimizer
-from utils.utils_fit import NONFINITE_LIMIT, NonFiniteLossError, train_one_epoch, validate
+from utils.utils_fit import NONFINITE_LIMIT, NonFiniteLossError, total_loss, train_one_epoch, validate
 
 MASK = [[6, 7, 8], [3, 4, 5], [0, 1, 2]]
 ANCHORS = np.array([[12, 16], [19, 36], [40, 28], [36, 75], [76, 55], [72, 146], [142, 110], [192, 243],
@@ -76,3 +78,103 @@ def test_validate_reports_the_three_terms():
     stats = validate(model, loss_fn, make_batches(2, torch.Generator().manual_seed(3)), torch.device("cpu"),
                      show_progress=False)
     assert stats["loss"] == pytest.approx(stats["loc"] + stats["conf"] + stats["cls"], rel=1e-5)
+
+
+class ReadBackCounter:
+    """Counts the tensor methods that copy a value to the host (and so wait for the device)."""
+
+    METHODS = ("item", "tolist", "__bool__", "__float__", "__int__", "__index__", "numpy", "cpu")
+
+    def __init__(self, monkeypatch):
+        self.count = 0
+        for name in self.METHODS:
+            original = getattr(torch.Tensor, name)
+            monkeypatch.setattr(torch.Tensor, name, self._counting(original))
+
+    def _counting(self, original):
+        def method(tensor, *args, **kwargs):
+            self.count += 1
+            return original(tensor, *args, **kwargs)
+        return method
+
+
+@pytest.mark.parametrize("optimizer_type", ["adam", "sgd"])
+def test_training_steps_read_nothing_back_between_readbacks(monkeypatch, optimizer_type):
+    from utils.ema import ModelEMA
+
+    steps = 23
+    model, loss_fn, _ = setup(bad_steps={5})
+    optimizer = build_optimizer(model, optimizer_type, 1e-3, 0.9, 5e-4, fused=True)   # CUDA's default
+    ema = ModelEMA(model)
+    batches = make_batches(steps, torch.Generator().manual_seed(4))
+    counter = ReadBackCounter(monkeypatch)
+    stats = train_one_epoch(model, loss_fn, batches, optimizer, torch.device("cpu"), ema=ema, accumulate=2,
+                            show_progress=True, readback_every=10)
+    read_backs = counter.count
+    monkeypatch.undo()
+    # Read-backs at steps 10, 20 and 23 (the bar and the non-finite limit), then the epoch's means and skips.
+    assert read_backs <= math.ceil(steps / 10) + 2, read_backs
+    assert stats["nonfinite"] == 1 and np.isfinite(stats["loss"])
+
+    # The counter does see per-step read-backs: reading back every step costs at least one per step.
+    model, loss_fn, _ = setup(bad_steps=set())
+    counter = ReadBackCounter(monkeypatch)
+    train_one_epoch(model, loss_fn, batches[:6], build_optimizer(model, optimizer_type, 1e-3, 0.9, 5e-4),
+                    torch.device("cpu"), show_progress=False, readback_every=1)
+    assert counter.count >= 6
+
+
+def test_skipped_step_leaves_optimizer_state_and_ema_untouched():
+    from utils.ema import ModelEMA
+
+    model, loss_fn, _ = setup(bad_steps={2})
+    optimizer = build_optimizer(model, "adam", 1e-3, 0.9, 5e-4, fused=True)
+    ema = ModelEMA(model)
+    batches = make_batches(2, torch.Generator().manual_seed(5))
+    train_one_epoch(model, loss_fn, batches[:1], optimizer, torch.device("cpu"), ema=ema, show_progress=False)
+    weights = {k: v.clone() for k, v in model.state_dict().items() if v.dtype.is_floating_point}
+    averaged = [p.clone() for p in ema.ema.parameters()]
+    moments = [state["exp_avg"].clone() for state in optimizer.state.values()]
+    stats = train_one_epoch(model, loss_fn, batches[1:], optimizer, torch.device("cpu"), ema=ema,
+                            show_progress=False)
+    assert stats["nonfinite"] == 1
+    params = dict(model.named_parameters())
+    assert all(torch.equal(params[k], v) for k, v in weights.items() if k in params)
+    assert all(torch.equal(a, b) for a, b in zip(averaged, ema.ema.parameters()))
+    assert all(torch.equal(a, s["exp_avg"]) for a, s in zip(moments, optimizer.state.values()))
+    assert all(int(s["step"]) == 1 for s in optimizer.state.values())        # the skipped step is not counted
+
+
+@pytest.mark.parametrize("optimizer_type,weight_decay", [("adam", 0.0), ("adam", 5e-4), ("sgd", 5e-4)])
+def test_fused_optimizer_matches_the_per_tensor_one(optimizer_type, weight_decay):
+    """build_optimizer's fused kernels against torch's per-tensor (for-loop) ones on the same gradients."""
+    model, loss_fn, _ = setup(bad_steps=set())
+    reference = YoloBody(MASK, 2, width_mult=0.125, depth_mult=0.33)
+    reference.load_state_dict(model.state_dict())
+    fused = build_optimizer(model, optimizer_type, 1e-2, 0.9, weight_decay, fused=True)
+    plain = build_optimizer(reference, optimizer_type, 1e-2, 0.9, weight_decay)
+    assert all(group["fused"] for group in fused.param_groups)
+    assert not any(group["fused"] for group in plain.param_groups)        # the CPU default
+    for images, targets in make_batches(3, torch.Generator().manual_seed(6)):
+        fused.zero_grad()
+        loss, _ = total_loss(loss_fn, model(images), targets)
+        loss.backward()
+        for a, b in zip(model.parameters(), reference.parameters()):
+            b.grad = a.grad.clone()
+        fused.step()
+        plain.step()
+    for a, b in zip(model.parameters(), reference.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7)
+
+
+def test_resumed_optimizer_keeps_its_fused_kernels():
+    from utils.resume import load_optimizer_state
+
+    model, loss_fn, _ = setup(bad_steps=set())
+    old = build_optimizer(model, "adam", 1e-3, 0.9, 0.0)        # e.g. a checkpoint written on the CPU
+    optimizer = build_optimizer(model, "adam", 1e-3, 0.9, 0.0, fused=True)
+    load_optimizer_state(optimizer, old.state_dict())
+    assert all(group["fused"] for group in optimizer.param_groups)
+    stats = train_one_epoch(model, loss_fn, make_batches(2, torch.Generator().manual_seed(7)), optimizer,
+                            torch.device("cpu"), show_progress=False)
+    assert stats["nonfinite"] == 0

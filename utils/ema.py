@@ -25,15 +25,22 @@ class ModelEMA:
             p.requires_grad_(False)
 
     @torch.no_grad()
-    def update(self, model):
+    def update(self, model, skip=None):
+        """Move the average toward ``model``'s weights; where ``skip`` (a 0-dim device tensor, nonzero for an
+        optimizer step that was skipped) is set, the average stays as it is, without reading ``skip`` back.
+        The decay ramp counts skipped steps too."""
         self.updates += 1
         d = self.decay_fn(self.updates)
         model_state = unwrap(model).state_dict()
+        keep = None if skip is None else skip.to(torch.bool)
         for name, value in self.ema.state_dict().items():
+            source = model_state[name].detach()
             if value.dtype.is_floating_point:
-                value.mul_(d).add_(model_state[name].detach(), alpha=1 - d)
+                updated = value.mul(d).add_(source, alpha=1 - d)
             else:
-                value.copy_(model_state[name])  # e.g. num_batches_tracked
+                updated = source               # e.g. num_batches_tracked
+            # where, not a 0/1 weight: the skipped step's model state may hold NaN (its BN statistics).
+            value.copy_(updated if keep is None else torch.where(keep, value, updated))
 
     def state_dict(self):
         return {"ema": self.ema.state_dict(), "updates": self.updates}

@@ -29,15 +29,25 @@ def parameter_groups(model):
     return bn_weights, weights, biases
 
 
-def build_optimizer(model, optimizer_type, lr, momentum, weight_decay):
-    """SGD (nesterov) / Adam / AdamW with BN and bias parameters kept out of weight decay."""
+def build_optimizer(model, optimizer_type, lr, momentum, weight_decay, fused=None):
+    """SGD (nesterov) / Adam / AdamW with BN and bias parameters kept out of weight decay.
+
+    ``fused`` (None: on CUDA) selects torch's fused kernels: one kernel per step instead of one per tensor,
+    and a step that takes its skip flag as a device tensor (utils_fit.guarded_step), so a skipped step needs
+    no read-back. The CPU keeps the per-tensor kernels by default: a CPU has no queue for a read-back to
+    stall, and the fused Adam differs from them in the last bit, which training amplifies, so CPU runs keep
+    repeating earlier ones exactly.
+    """
+    if fused is None:
+        fused = all(p.device.type == "cuda" for p in model.parameters())
+    fused = fused or None
     bn_weights, weights, biases = parameter_groups(model)
     if optimizer_type == "sgd":
-        optimizer = torch.optim.SGD(bn_weights, lr=lr, momentum=momentum, nesterov=True)
+        optimizer = torch.optim.SGD(bn_weights, lr=lr, momentum=momentum, nesterov=True, fused=fused)
     elif optimizer_type == "adam":
-        optimizer = torch.optim.Adam(bn_weights, lr=lr, betas=(momentum, 0.999))
+        optimizer = torch.optim.Adam(bn_weights, lr=lr, betas=(momentum, 0.999), fused=fused)
     elif optimizer_type == "adamw":
-        optimizer = torch.optim.AdamW(bn_weights, lr=lr, betas=(momentum, 0.999), weight_decay=0.0)
+        optimizer = torch.optim.AdamW(bn_weights, lr=lr, betas=(momentum, 0.999), weight_decay=0.0, fused=fused)
     else:
         raise UserError(f"optimizer_type must be 'sgd', 'adam' or 'adamw', got {optimizer_type!r}")
     optimizer.add_param_group({"params": weights, "weight_decay": weight_decay})

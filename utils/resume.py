@@ -61,10 +61,19 @@ class TrainingState:
         unwrap(model).load_state_dict(saved["model"])
         if ema is not None and saved.get("ema") is not None:
             ema.load_state_dict(saved["ema"])
-        optimizer.load_state_dict(saved["optimizer"])
+        load_optimizer_state(optimizer, saved["optimizer"])
         if saved.get("scaler"):
             scaler.load_state_dict(saved["scaler"])
         _set_rng_states(saved["rng"])
+
+
+def load_optimizer_state(optimizer, state):
+    """``optimizer.load_state_dict`` that keeps this run's choice of fused kernels (a checkpoint's param groups
+    would otherwise bring back the flag of the run that wrote it)."""
+    fused = [group.get("fused") for group in optimizer.param_groups]
+    optimizer.load_state_dict(state)
+    for group, flag in zip(optimizer.param_groups, fused):
+        group["fused"] = flag
 
 
 def _rng_states():

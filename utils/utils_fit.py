@@ -1,13 +1,20 @@
-"""One epoch of training and of validation: forward, the three-level loss, guarded optimizer steps."""
+"""One epoch of training and of validation: forward, the three-level loss, guarded optimizer steps.
+
+The loop never waits for the device inside a step: the finiteness guard, the skip counters and the loss sums
+stay device tensors, and are read back (one ``.tolist()``) every READBACK_EVERY steps for the progress bar
+and the non-finite limit, and at the epoch's end. Only optimizers without a ``found_inf`` input (see
+``steps_without_sync``) still read the guard back at each step.
+"""
 import time
 
 import torch
 from tqdm import tqdm
 
-from utils.distributed import all_ranks_true, all_reduce_sum
+from utils.distributed import all_reduce_sum
 
 TERMS = ("loc", "conf", "cls")
-NONFINITE_LIMIT = 10   # consecutive non-finite steps that stop the run
+NONFINITE_LIMIT = 10   # consecutive skipped (non-finite) optimizer steps that stop the run
+READBACK_EVERY = 10    # steps between read-backs of the loss figures and the skip counters
 
 
 class NonFiniteLossError(RuntimeError):
@@ -26,24 +33,44 @@ def total_loss(loss_fn, outputs, targets):
 
 
 class EpochMeter:
-    """Sums of loss terms over an epoch, kept as device tensors until read."""
+    """Sums of the finite batches' loss terms over an epoch, and their count, kept on the device until read."""
 
     def __init__(self, device):
-        self.sums = torch.zeros(1 + len(TERMS), dtype=torch.float64, device=device)
-        self.steps = 0
+        # [loss, loc, conf, cls, number of finite batches]
+        self.sums = torch.zeros(2 + len(TERMS), dtype=torch.float64, device=device)
 
     def add(self, loss, terms):
-        self.sums += torch.stack([loss.detach(), *(terms[n] for n in TERMS)]).double()
-        self.steps += 1
+        values = torch.stack([loss.detach(), *(terms[n] for n in TERMS)]).double()
+        finite = torch.isfinite(values).all()
+        self.sums += torch.cat([torch.where(finite, values, 0.0), finite.double().reshape(1)])
+
+    @staticmethod
+    def means_of(sums):
+        """``{"loss", "loc", "conf", "cls": mean}`` from a read-back list of ``sums``."""
+        count = max(sums[-1], 1.0)
+        return dict(zip(("loss", *TERMS), (value / count for value in sums[:-1])))
 
     def means(self, reduce=False):
         sums = self.sums.clone()
-        counts = torch.tensor([float(self.steps)], dtype=torch.float64, device=sums.device)
         if reduce:
             all_reduce_sum(sums)
-            all_reduce_sum(counts)
-        values = (sums / counts.clamp(min=1)).tolist()
-        return dict(zip(("loss", *TERMS), values))
+        return self.means_of(sums.tolist())
+
+
+class SkipCounter:
+    """Skipped optimizer steps and the longest run of consecutive ones, as device tensors."""
+
+    def __init__(self, device):
+        self.skipped = torch.zeros((), dtype=torch.float64, device=device)
+        self.run = torch.zeros_like(self.skipped)
+        self.longest = torch.zeros_like(self.skipped)
+
+    def add(self, found_inf):
+        """``found_inf``: 0-dim float tensor, 1 where the step was skipped."""
+        skip = found_inf.double()
+        self.skipped += skip
+        self.run = (self.run + 1) * skip          # back to 0 after a step that updated the weights
+        self.longest = torch.maximum(self.longest, self.run)
 
 
 def _autocast(device, fp16):
@@ -51,17 +78,19 @@ def _autocast(device, fp16):
 
 
 def train_one_epoch(model, loss_fn, loader, optimizer, device, *, ema=None, scaler=None, fp16=False,
-                    epoch=0, epochs=1, show_progress=True, accumulate=1):
+                    epoch=0, epochs=1, show_progress=True, accumulate=1, readback_every=READBACK_EVERY):
     """Train for one pass over ``loader``. Returns the epoch's mean losses and counters.
 
     With ``accumulate`` > 1 the gradients of that many batches are averaged before each optimizer step (the
-    nominal batch; the epoch's last step takes what is left). A batch whose loss is not finite adds no
-    gradient, a step whose gradient is not finite is skipped (no update); both are counted, and
-    NONFINITE_LIMIT in a row raise ``NonFiniteLossError``.
+    nominal batch; the epoch's last step takes what is left). A step is skipped (weights, optimizer state and
+    EMA untouched) when a loss of its batches or its gradient is not finite; skipped steps are counted, and
+    NONFINITE_LIMIT in a row raise ``NonFiniteLossError`` at the next read-back (at most ``readback_every``
+    steps later: the skipped steps changed nothing).
     """
     model.train()
-    meter = EpochMeter(device)
-    nonfinite = consecutive = images = pending = 0
+    meter, skips = EpochMeter(device), SkipCounter(device)
+    bad_loss = torch.zeros((), device=device)         # 1 when a batch since the last step had a non-finite loss
+    images = pending = 0
     start = time.perf_counter()
     bar = tqdm(loader, desc=f"Epoch {epoch + 1}/{epochs}", disable=not show_progress, mininterval=0.5,
                dynamic_ncols=True)
@@ -72,69 +101,82 @@ def train_one_epoch(model, loss_fn, loader, optimizer, device, *, ema=None, scal
         with _autocast(device, fp16):
             outputs = model(batch_images)
         loss, terms = total_loss(loss_fn, outputs, targets)   # float32 even under autocast
-        ok = _guarded_backward(loss / accumulate if accumulate > 1 else loss, scaler)
-        if ok:
-            meter.add(loss, terms)
-            pending += 1
-        if pending and ((step + 1) % accumulate == 0 or step + 1 == len(loader)):
-            ok = _guarded_step(model, optimizer, scaler)
+        _backward(loss / accumulate if accumulate > 1 else loss, scaler)
+        bad_loss = torch.maximum(bad_loss, (~torch.isfinite(loss.detach())).float())
+        meter.add(loss, terms)
+        pending += 1
+        if (step + 1) % accumulate == 0 or step + 1 == len(loader):
+            found_inf = guarded_step(model, optimizer, scaler, bad_loss)
             optimizer.zero_grad(set_to_none=True)
+            if ema is not None:
+                ema.update(model, skip=found_inf)
+            skips.add(found_inf)
+            bad_loss = torch.zeros_like(bad_loss)
             pending = 0
-            if ok and ema is not None:
-                ema.update(model)
-        if ok:
-            consecutive = 0
-        else:
-            nonfinite += 1
-            consecutive += 1
-            if consecutive >= NONFINITE_LIMIT:
-                raise NonFiniteLossError(
-                    f"{consecutive} training steps in a row gave a non-finite loss or gradient (epoch {epoch + 1}). "
-                    "Likely causes: a learning rate that is too high (try a lower Init_lr), corrupt or degenerate "
-                    "boxes in the training list, or fp16 overflow (try fp16=False).")
         images += len(batch_images)
-        if show_progress:
-            bar.set_postfix(_postfix(meter, optimizer, images / (time.perf_counter() - start), nonfinite,
-                                     getattr(loader.dataset, "skipped", 0) if hasattr(loader, "dataset") else 0))
+        if (step + 1) % readback_every == 0 or step + 1 == len(loader):
+            figures = torch.cat([meter.sums, torch.stack([skips.skipped, skips.longest])]).tolist()
+            _check_skips(figures[-1], epoch)
+            if show_progress:
+                bar.set_postfix(_postfix(EpochMeter.means_of(figures[:-2]), optimizer,
+                                         images / (time.perf_counter() - start), int(figures[-2]),
+                                         getattr(getattr(loader, "dataset", None), "skipped", 0)))
     bar.close()
     stats = meter.means(reduce=True)
-    stats.update(nonfinite=nonfinite, images=images, seconds=time.perf_counter() - start)
+    stats.update(nonfinite=int(skips.skipped.item()), images=images, seconds=time.perf_counter() - start)
     return stats
 
 
-def _guarded_backward(loss, scaler):
-    """Backward unless the loss is not finite. Returns whether it did."""
-    # Every rank must agree, or DDP's gradient all-reduce would wait for a rank that skipped.
-    if not all_ranks_true(torch.isfinite(loss.detach())):
-        return False
+def _check_skips(longest_run, epoch):
+    if longest_run >= NONFINITE_LIMIT:
+        raise NonFiniteLossError(
+            f"{int(longest_run)} training steps in a row gave a non-finite loss or gradient (epoch {epoch + 1}). "
+            "Likely causes: a learning rate that is too high (try a lower Init_lr), corrupt or degenerate "
+            "boxes in the training list, or fp16 overflow (try fp16=False).")
+
+
+def _backward(loss, scaler):
+    # Always backward, also for a non-finite loss: its step is skipped, and every DDP rank takes part in the
+    # gradient all-reduce, so none waits for a rank that left it out.
     (scaler.scale(loss) if scaler is not None and scaler.is_enabled() else loss).backward()
-    return True
 
 
-def _guarded_step(model, optimizer, scaler):
-    """Optimizer step unless the gradient norm is not finite. Returns whether it stepped."""
-    params = [p for p in model.parameters() if p.requires_grad]
-    if scaler is not None and scaler.is_enabled():
+def steps_without_sync(optimizer):
+    """Whether ``optimizer.step`` takes the skip flag as a device tensor (the fused optimizers' ``found_inf``)."""
+    return all(group.get("fused") for group in optimizer.param_groups)
+
+
+def guarded_step(model, optimizer, scaler, bad_loss):
+    """Optimizer step unless ``bad_loss`` is set or the gradient norm is not finite (after AMP's unscale).
+
+    Returns ``found_inf``, a 0-dim float tensor on the device, 1 where the step was skipped. A fused optimizer
+    takes it as its ``found_inf`` input and skips on the device (as GradScaler.step does for it, which this
+    replaces); any other optimizer needs the flag on the host: one read-back.
+    """
+    amp = scaler is not None and scaler.is_enabled()
+    if amp:
         scaler.unscale_(optimizer)
-        grad_norm = torch.nn.utils.clip_grad_norm_(params, float("inf"))
-        if not torch.isfinite(grad_norm):
-            scaler.update()            # lowers the scale, as a skipped AMP step does
-            return False
-        scaler.step(optimizer)
-        scaler.update()
-        return True
-    grad_norm = torch.nn.utils.clip_grad_norm_(params, float("inf"))
-    if not torch.isfinite(grad_norm):
-        return False
-    optimizer.step()
-    return True
+    grads = [p.grad for p in model.parameters() if p.grad is not None]
+    norm = torch.nn.utils.get_total_norm(grads) if grads else torch.zeros((), device=bad_loss.device)
+    found_inf = torch.maximum(bad_loss, (~torch.isfinite(norm)).float())
+    all_reduce_sum(found_inf)             # one rank's non-finite loss skips the step on every rank
+    found_inf = (found_inf > 0).float()
+    if steps_without_sync(optimizer):
+        optimizer.grad_scale, optimizer.found_inf = None, found_inf
+        try:
+            optimizer.step()
+        finally:
+            del optimizer.grad_scale, optimizer.found_inf
+    elif not found_inf.item():
+        optimizer.step()
+    if amp:
+        scaler.update()                   # lowers the scale after non-finite gradients
+    return found_inf
 
 
-def _postfix(meter, optimizer, images_per_second, nonfinite, skipped):
-    steps = max(meter.steps, 1)
-    sums = (meter.sums / steps).tolist()
-    postfix = {"loss": f"{sums[0]:.3f}", **{n: f"{v:.3f}" for n, v in zip(TERMS, sums[1:])},
-               "lr": f"{optimizer.param_groups[0]['lr']:.2e}", "img/s": f"{images_per_second:.1f}"}
+def _postfix(means, optimizer, images_per_second, nonfinite, skipped):
+    postfix = {name: f"{value:.3f}" for name, value in means.items()}
+    postfix.update({"lr": f"{optimizer.param_groups[0]['lr']:.2e}", "img/s": f"{images_per_second:.1f}"})
     if nonfinite:
         postfix["nonfinite"] = nonfinite
     if skipped:
