@@ -182,6 +182,28 @@ def run_settings(config, variant, seed, run_dir):
     return {**config["train_overrides"], **overrides, "seed": seed, "save_dir": run_dir}
 
 
+def effective_settings(settings):
+    """Every train.py setting a run trains with, JSON-ready: train.py's defaults under the run's ``settings``."""
+    return json.loads(json.dumps({**train_defaults(), **settings}))
+
+
+def check_same_run(result, settings, result_path):
+    """Refuse a finished run of other settings: the same overrides are not enough when a train.py default changed
+    since (a run then trained otherwise). Settings train.py did not have yet when the run was made are assumed
+    at their defaults (new settings default to the behaviour before them). Results written before
+    ``train_config`` was recorded are compared by their overrides only."""
+    recorded, current = result.get("train_config"), effective_settings(settings)
+    if recorded is None:
+        recorded, current = result["settings"], json.loads(json.dumps(settings))
+        names = sorted(set(recorded) ^ set(current) | {k for k in recorded if recorded[k] != current.get(k)})
+    else:
+        names = sorted(k for k in recorded if k in current and recorded[k] != current[k])
+    if names:
+        changes = "; ".join(f"{k}: {recorded.get(k)!r} then, {current.get(k)!r} now" for k in names)
+        raise UserError(f"{result_path} was made with other settings ({changes}); give those values explicitly, "
+                         f"use another --study_dir, or delete that folder to rerun it")
+
+
 def train_command(settings, resume=False):
     """``[python, train.py, --name=value ...]`` for one run (``--resume=True`` to continue its checkpoint)."""
     extra = {"resume": True} if resume else {}
@@ -341,9 +363,8 @@ def run_one(config, variant, seed, sets, progress):
     settings = run_settings(config, variant, seed, run_dir)
     command = shell_command(["python", "train.py", *train_command(settings)[2:]])
     result = read_result(result_path)
-    if result is not None and result["settings"] != json.loads(json.dumps(settings)):
-        raise UserError(f"{result_path} was made with other settings ({result['command']}); use another "
-                         f"--study_dir, or delete that folder to rerun it")
+    if result is not None:
+        check_same_run(result, settings, result_path)
     if result is not None and not config["reevaluate"]:
         print(f"{progress} done earlier ({result_path})")
         return result
@@ -365,7 +386,7 @@ def run_one(config, variant, seed, sets, progress):
     np.savez_compressed(buffer, positives=positives.astype(np.float16), negatives=negatives.astype(np.float16))
     atomic_write(os.path.join(run_dir, "objectness.npz"), buffer.getvalue())
     result = {"format": _RESULT_FORMAT, "variant": variant["name"], "seed": seed, "settings": settings,
-              "command": command, "weights": config["weights_name"], "train_seconds": seconds,
+              "train_config": effective_settings(settings), "command": command, "weights": config["weights_name"], "train_seconds": seconds,
               "final_losses": final_losses(run_dir), **metrics,
               "mean_obj_pos": float(positives.mean()) if positives.size else None,
               "mean_obj_neg": float(negatives.mean()) if negatives.size else None}

@@ -53,9 +53,9 @@ obj_loss_weight = 5.0                            # weight of the objectness term
 cls_loss_weight = 1.0                            # weight of the class term at 80 classes (scaled by class count)
 focal_loss_ratio = 10.0                          # multiplier of the focal objectness with focal_normalize "mean"
 iou_type = "ciou"                                # box loss: "ciou" or "siou"
-iou_thresh = None                                # also train anchors of shape IoU above this with a box (darknet: 0.213)
+iou_thresh = 0.213                               # also train every anchor of shape IoU above this with a box (darknet's); None = the best anchor only (upstream)
 scale_x_y = None                                 # centre scale per level, strides 32/16/8 (darknet: [1.2, 1.1, 1.05])
-neighbour_cells = False                          # also train the 2 neighbour cells nearest each box centre (yolov5)
+neighbour_cells = True                           # also train the 2 neighbour cells nearest each box centre (yolov5; centres decode with scale 2)
 nominal_batch_size = 0                           # accumulate gradients to ~this many images per step (64); 0 = off
 save_period = 10                                 # also keep weights every this many epochs
 save_dir = "logs"                                # where weights, checkpoints and run logs go

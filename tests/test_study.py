@@ -187,6 +187,15 @@ def test_a_study_folder_of_other_settings_is_refused(data, tmp_path, monkeypatch
     with pytest.raises(UserError, match="was made with other settings"):
         study.main([*base, "--sweep", "mosaic=[False]", "--UnFreeze_Epoch", "7"])
 
+    # Same overrides, but a train.py default changed since the run: refused, naming the setting and both values.
+    result = json.loads((data["study"] / "mosaic=False" / "seed11" / "result.json").read_text())
+    assert result["train_config"]["mosaic"] is False and result["train_config"]["UnFreeze_Epoch"] == 300
+    defaults = study.train_defaults()
+    monkeypatch.setattr(study, "train_defaults", lambda: {**defaults, "iou_thresh": 0.5})
+    with pytest.raises(UserError, match=r"iou_thresh: 0\.213 then, 0\.5 now\); give those values explicitly"):
+        study.main([*base, "--sweep", "mosaic=[False]"])
+    assert study.main([*base, "--sweep", "mosaic=[False]", "--iou_thresh", "0.213"]) == 0   # pinned: accepted
+
 
 def test_mean_sd_and_the_two_standard_error_rule_by_hand():
     assert study.mean_sd([0.5, 0.6, None, 0.7]) == pytest.approx((0.6, 0.1, 3))
