@@ -90,7 +90,7 @@ def train_one_epoch(model, loss_fn, loader, optimizer, device, *, ema=None, scal
     model.train()
     meter, skips = EpochMeter(device), SkipCounter(device)
     bad_loss = torch.zeros((), device=device)         # 1 when a batch since the last step had a non-finite loss
-    images = pending = 0
+    images = 0
     start = time.perf_counter()
     bar = tqdm(loader, desc=f"Epoch {epoch + 1}/{epochs}", disable=not show_progress, mininterval=0.5,
                dynamic_ncols=True)
@@ -104,7 +104,6 @@ def train_one_epoch(model, loss_fn, loader, optimizer, device, *, ema=None, scal
         _backward(loss / accumulate if accumulate > 1 else loss, scaler)
         bad_loss = torch.maximum(bad_loss, (~torch.isfinite(loss.detach())).float())
         meter.add(loss, terms)
-        pending += 1
         if (step + 1) % accumulate == 0 or step + 1 == len(loader):
             found_inf = guarded_step(model, optimizer, scaler, bad_loss)
             optimizer.zero_grad(set_to_none=True)
@@ -112,7 +111,6 @@ def train_one_epoch(model, loss_fn, loader, optimizer, device, *, ema=None, scal
                 ema.update(model, skip=found_inf)
             skips.add(found_inf)
             bad_loss = torch.zeros_like(bad_loss)
-            pending = 0
         images += len(batch_images)
         if (step + 1) % readback_every == 0 or step + 1 == len(loader):
             figures = torch.cat([meter.sums, torch.stack([skips.skipped, skips.longest])]).tolist()
