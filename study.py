@@ -106,7 +106,9 @@ def resolve_study_config(argv, own=None):
     config = resolve_config({**defaults, **own}, argv, script_path=__file__)
     config["sweep"] = axes or config["sweep"]
     config["variants"] = build_variants(config, set(defaults))
-    config["train_overrides"] = {k: config[k] for k in defaults if k in command_line_names(argv)}
+    # A preset's settings (``study.py config/quickstart.py ...``) reach every run like command-line ones.
+    given = command_line_names(argv)
+    config["train_overrides"] = {k: config[k] for k in defaults if k in given or config[k] != defaults[k]}
     return config
 
 

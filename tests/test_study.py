@@ -253,6 +253,14 @@ def test_bad_focal_study_command_line_is_an_error(argv, message, capsys):
     assert message in capsys.readouterr().err
 
 
+def test_a_preset_reaches_every_run():
+    config = study.resolve_study_config(["config/quickstart.py", "--UnFreeze_Epoch", "3", "--seeds", "1"])
+    settings = study.run_settings(config, {"name": "bce"}, 11, "out/bce/seed11")
+    assert settings["width_mult"] == 0.25 and settings["input_shape"] == [160, 160]
+    assert settings["optimizer_type"] == "adam" and settings["UnFreeze_Epoch"] == 3
+    assert "seeds" not in settings
+
+
 def test_train_settings_pass_through_unchanged():
     overrides = {"input_shape": [64, 64], "save_period": 5, "train_annotation_path": "my data/2007 train.txt",
                  "device": "cpu", "Min_lr": None, "model_path": "True"}
