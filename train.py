@@ -35,6 +35,7 @@ Unfreeze_batch_size = 4                          # batch size after unfreezing
 Freeze_Train = True                              # freeze the backbone for the first Freeze_Epoch epochs
 Init_lr = 1e-2                                   # peak learning rate at batch 64 (scaled to the batch size)
 Min_lr = None                                    # final learning rate; None = Init_lr * 0.01
+lr_limits = None                                 # [max, min] of the batch-scaled peak lr; None = upstream's (adam 1e-3/3e-4, sgd 5e-2/5e-4)
 optimizer_type = "sgd"                           # "sgd" (nesterov), "adam" or "adamw"
 momentum = 0.937                                 # SGD momentum / Adam beta1
 weight_decay = 5e-4                              # L2 on conv weights (BN and biases excluded); use 0 with adam

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 
+import pytest
 import torch
 
 from sample_lists import SAMPLE_LIST_IDS, sample_lines
@@ -215,3 +216,23 @@ def test_two_process_torchrun_on_cpu(tmp_path, lists):
     rows, _ = read_csv(save)
     assert len(rows) == 1
     assert len([d for d in os.listdir(save) if d.startswith("loss_")]) == 1
+
+
+@pytest.mark.parametrize("name, value, words", [
+    ("lr_limits", [1e-4, 1e-3], "lr_limits must be None (upstream's) or [max, min]"),
+    ("lr_limits", 1e-3, "lr_limits must be None"),
+    ("iou_thresh", 1.5, "iou_thresh must be None or within (0, 1)"),
+    ("nominal_batch_size", -1, "nominal_batch_size must be 0 (off)"),
+])
+def test_bad_training_setting_is_named(name, value, words):
+    from types import SimpleNamespace
+
+    import train
+    from utils.config import script_settings
+    from utils.errors import UserError
+    from utils.trainer import _check_settings
+
+    cfg = SimpleNamespace(**{**script_settings(vars(train)), name: value})
+    with pytest.raises(UserError) as err:
+        _check_settings(cfg)
+    assert words in str(err.value)

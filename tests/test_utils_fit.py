@@ -178,3 +178,15 @@ def test_resumed_optimizer_keeps_its_fused_kernels():
     stats = train_one_epoch(model, loss_fn, make_batches(2, torch.Generator().manual_seed(7)), optimizer,
                             torch.device("cpu"), show_progress=False)
     assert stats["nonfinite"] == 0
+
+
+def test_learning_rate_scaling_and_limits_by_hand():
+    from utils.optim import scaled_learning_rates
+
+    # Batch 8 of a 64-image nominal lr 8e-3 is 1e-3: Adam's upstream ceiling, so 2e-2 is clamped to it too.
+    assert scaled_learning_rates(8, 8e-3, 8e-5, "adam") == pytest.approx((1e-3, 1e-5))
+    assert scaled_learning_rates(8, 2e-2, 2e-4, "adam") == pytest.approx((1e-3, 1e-5))
+    # lr_limits lifts the ceiling: 8 / 64 * 2e-2 = 2.5e-3; the final lr's ceiling is a hundredth of the max.
+    assert scaled_learning_rates(8, 2e-2, 2e-4, "adam", [4e-3, 1e-4]) == pytest.approx((2.5e-3, 2.5e-5))
+    assert scaled_learning_rates(8, 8e-2, 8e-2, "adam", [4e-3, 1e-4]) == pytest.approx((4e-3, 4e-5))
+    assert scaled_learning_rates(4, 1e-2, 1e-4, "sgd") == pytest.approx((6.25e-4, 6.25e-6))

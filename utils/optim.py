@@ -7,10 +7,14 @@ from utils.errors import UserError
 NOMINAL_BATCH = 64
 
 
-def scaled_learning_rates(batch_size, init_lr, min_lr, optimizer_type):
-    """Scale lr linearly with batch size (nominal 64), clamped as upstream does per optimizer."""
+UPSTREAM_LR_LIMITS = {"adam": (1e-3, 3e-4), "sgd": (5e-2, 5e-4)}   # (max, min) of the scaled peak lr
+
+
+def scaled_learning_rates(batch_size, init_lr, min_lr, optimizer_type, lr_limits=None):
+    """Scale lr linearly with batch size (nominal 64) and clamp it to ``lr_limits = (max, min)``, the final lr to
+    a hundredth of them. ``lr_limits`` None: upstream's per optimizer (Adam/AdamW 1e-3..3e-4, SGD 5e-2..5e-4)."""
     adam = optimizer_type in ("adam", "adamw")
-    lr_max, lr_min = (1e-3, 3e-4) if adam else (5e-2, 5e-4)
+    lr_max, lr_min = lr_limits or UPSTREAM_LR_LIMITS["adam" if adam else "sgd"]
     init = min(max(batch_size / NOMINAL_BATCH * init_lr, lr_min), lr_max)
     final = min(max(batch_size / NOMINAL_BATCH * min_lr, lr_min * 1e-2), lr_max * 1e-2)
     return init, final

@@ -260,6 +260,9 @@ def _check_settings(cfg):
         raise UserError(f"obj_prior must be None or a probability in (0, 1) (RetinaNet: 0.01), got {cfg.obj_prior!r}")
     if len(cfg.level_balance) != len(cfg.anchors_mask):
         raise UserError(f"level_balance needs one weight per level ({len(cfg.anchors_mask)}), got {cfg.level_balance}")
+    if cfg.lr_limits is not None and not (isinstance(cfg.lr_limits, (list, tuple)) and len(cfg.lr_limits) == 2
+                                          and 0 < cfg.lr_limits[1] <= cfg.lr_limits[0]):
+        raise UserError(f"lr_limits must be None (upstream's) or [max, min] with 0 < min <= max, got {cfg.lr_limits!r}")
     if not isinstance(cfg.nominal_batch_size, int) or cfg.nominal_batch_size < 0:
         raise UserError(f"nominal_batch_size must be 0 (off) or a number of images, got {cfg.nominal_batch_size!r}")
 
@@ -394,7 +397,7 @@ class _Phase:
         self.accumulate = max(1, round(cfg.nominal_batch_size / batch_size)) if cfg.nominal_batch_size else 1
         self.weight_decay_scale = batch_size * self.accumulate / NOMINAL_BATCH if cfg.nominal_batch_size else 1.0
         init_lr, min_lr = scaled_learning_rates(batch_size * self.accumulate, cfg.Init_lr, cfg.Min_lr,
-                                                cfg.optimizer_type)
+                                                cfg.optimizer_type, cfg.lr_limits)
         self.lr_fn = get_lr_scheduler(cfg.lr_decay_type, init_lr, min_lr, cfg.UnFreeze_Epoch)
         self.train_loader, self.train_sampler = self._loader(self.train_dataset, batch_size, shuffle=True)
         self.val_loader, self.val_sampler = self._loader(self.val_dataset, batch_size, shuffle=False)
