@@ -33,6 +33,7 @@ import torch
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from nets.yolo_training import resolve_obj_target
 from utils.atomic import atomic_savefig, atomic_write
 from utils.config import command_line_names, parse_value, print_help, resolve_config, script_settings
 from utils.errors import UserError, run_entry
@@ -189,12 +190,31 @@ def effective_settings(settings):
     return json.loads(json.dumps({**train_defaults(), **settings}))
 
 
+_FOCAL_ONLY = ("focal_alpha", "focal_gamma", "focal_normalize", "focal_type", "focal_loss_ratio")
+
+
+def training_settings(config):
+    """``config`` without what cannot change how a run trains: the focal settings of a run without focal loss;
+    ``obj_target`` as it resolves (``"auto"``)."""
+    config = dict(config)
+    if "obj_target" in config:
+        config["obj_target"] = resolve_obj_target(config["obj_target"], config.get("focal_loss"),
+                                                  config.get("focal_type", "focal"))
+    if not config.get("focal_loss"):
+        for name in _FOCAL_ONLY:
+            config.pop(name, None)
+    return config
+
+
 def check_same_run(result, settings, result_path):
     """Refuse a finished run of other settings: the same overrides are not enough when a train.py default changed
     since (a run then trained otherwise). Settings train.py did not have yet when the run was made are assumed
-    at their defaults (new settings default to the behaviour before them). Results written before
-    ``train_config`` was recorded are compared by their overrides only."""
+    at their defaults (new settings default to the behaviour before them); settings the run did not use (the
+    focal ones without focal loss) are not compared. Results written before ``train_config`` was recorded are
+    compared by their overrides only."""
     recorded, current = result.get("train_config"), effective_settings(settings)
+    if recorded is not None:
+        recorded, current = training_settings(recorded), training_settings(current)
     if recorded is None:
         recorded, current = result["settings"], json.loads(json.dumps(settings))
         names = sorted(set(recorded) ^ set(current) | {k for k in recorded if recorded[k] != current.get(k)})

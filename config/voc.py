@@ -6,3 +6,8 @@ voc_annotation.py with the same classes_path first (README: On Pascal VOC 07+12)
 classes_path = "model_data/voc_classes.txt"
 iou_thresh = None              # upstream: only the best anchor of each box is trained
 neighbour_cells = False        # upstream: only the cell holding the box centre
+focal_alpha = 0.25             # upstream's focal form, should you turn focal_loss on
+focal_gamma = 2
+focal_normalize = "mean"
+focal_type = "focal"
+obj_target = "binary"

@@ -22,6 +22,14 @@ FOCAL_NORMALIZATIONS = ("mean", "positives")
 OBJ_TARGETS = ("binary", "iou")
 FOCAL_TYPES = ("focal", "varifocal")
 
+
+def resolve_obj_target(obj_target, focal_loss, focal_type):
+    """train.py's ``obj_target`` as YOLOLoss takes it: ``"auto"`` is ``"iou"`` for the varifocal loss (VarifocalNet
+    defines its positives' target as the IoU) and ``"binary"`` otherwise; other values stay."""
+    if obj_target != "auto":
+        return obj_target
+    return "iou" if focal_loss and focal_type == "varifocal" else "binary"
+
 # yolov5's centre decoding 2 * sigmoid - 0.5 reaches (-0.5, 1.5) of a cell: what a neighbouring-cell positive needs.
 NEIGHBOUR_SCALE = 2.0
 

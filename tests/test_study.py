@@ -197,6 +197,29 @@ def test_a_study_folder_of_other_settings_is_refused(data, tmp_path, monkeypatch
     assert study.main([*base, "--sweep", "mosaic=[False]", "--iou_thresh", "0.213"]) == 0   # pinned: accepted
 
 
+def test_settings_a_run_did_not_use_are_not_compared(monkeypatch):
+    defaults = study.train_defaults()
+    bce = {"train_config": {**defaults, "focal_loss": False, "focal_type": "focal", "focal_gamma": 2,
+                            "obj_target": "binary"}, "settings": {}}
+    now = {**defaults, "focal_type": "varifocal", "focal_gamma": 1.5, "obj_target": "auto"}
+    monkeypatch.setattr(study, "train_defaults", lambda: now)
+    study.check_same_run(bce, {"focal_loss": False}, "bce/result.json")       # focal settings unused: accepted
+    focal = {**bce, "train_config": {**bce["train_config"], "focal_loss": True}}
+    with pytest.raises(UserError, match=r"focal_gamma: 2 then, 1\.5 now; focal_type: 'focal' then, 'varifocal' now; "
+                                        r"obj_target: 'binary' then, 'iou' now"):
+        study.check_same_run(focal, {"focal_loss": True}, "focal/result.json")
+    study.check_same_run(focal, {"focal_loss": True, "focal_type": "focal", "focal_gamma": 2}, "focal/result.json")
+
+
+def test_auto_objectness_target_is_iou_for_varifocal_only():
+    from nets.yolo_training import resolve_obj_target
+
+    assert resolve_obj_target("auto", True, "varifocal") == "iou"
+    assert resolve_obj_target("auto", True, "focal") == "binary"
+    assert resolve_obj_target("auto", False, "varifocal") == "binary"
+    assert resolve_obj_target("binary", True, "varifocal") == "binary"
+
+
 def test_mean_sd_and_the_two_standard_error_rule_by_hand():
     assert study.mean_sd([0.5, 0.6, None, 0.7]) == pytest.approx((0.6, 0.1, 3))
     assert study.mean_sd([0.4]) == (0.4, None, 1) and study.mean_sd([]) == (None, None, 0)

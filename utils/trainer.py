@@ -18,7 +18,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 
 from nets.yolo import YoloBody, resolve_scale
 from nets.yolo_training import (FOCAL_NORMALIZATIONS, FOCAL_TYPES, OBJ_TARGETS, YOLOLoss, centre_scales,
-                                 get_lr_scheduler, set_optimizer_lr, weights_init)
+                                 get_lr_scheduler, resolve_obj_target, set_optimizer_lr, weights_init)
 from utils import distributed as dist_utils
 from utils.callbacks import RunLog
 from utils.anchor_check import anchor_report, positive_shares
@@ -253,9 +253,10 @@ def _check_settings(cfg):
     if cfg.iou_thresh is not None and not 0 < cfg.iou_thresh < 1:
         raise UserError(f"iou_thresh must be None or within (0, 1) (darknet: 0.213), got {cfg.iou_thresh!r}")
     for name, choices in (("focal_normalize", FOCAL_NORMALIZATIONS), ("focal_type", FOCAL_TYPES),
-                          ("obj_target", OBJ_TARGETS)):
+                          ("obj_target", OBJ_TARGETS + ("auto",))):
         if getattr(cfg, name) not in choices:
             raise UserError(f"{name} must be one of {', '.join(map(repr, choices))}, got {getattr(cfg, name)!r}")
+    cfg.obj_target = resolve_obj_target(cfg.obj_target, cfg.focal_loss, cfg.focal_type)
     if cfg.obj_prior is not None and not 0 < cfg.obj_prior < 1:
         raise UserError(f"obj_prior must be None or a probability in (0, 1) (RetinaNet: 0.01), got {cfg.obj_prior!r}")
     if len(cfg.level_balance) != len(cfg.anchors_mask):
