@@ -212,13 +212,12 @@ def check_same_run(result, settings, result_path):
     at their defaults (new settings default to the behaviour before them); settings the run did not use (the
     focal ones without focal loss) are not compared. Results written before ``train_config`` was recorded are
     compared by their overrides only."""
-    recorded, current = result.get("train_config"), effective_settings(settings)
-    if recorded is not None:
-        recorded, current = training_settings(recorded), training_settings(current)
-    if recorded is None:
+    if result.get("train_config") is None:
         recorded, current = result["settings"], json.loads(json.dumps(settings))
         names = sorted(set(recorded) ^ set(current) | {k for k in recorded if recorded[k] != current.get(k)})
     else:
+        recorded = training_settings(result["train_config"])
+        current = training_settings(effective_settings(settings))
         names = sorted(k for k in recorded if k in current and recorded[k] != current[k])
     if names:
         changes = "; ".join(f"{k}: {recorded.get(k)!r} then, {current.get(k)!r} now" for k in names)
