@@ -264,7 +264,6 @@ class EvaluationSets:
 
     def __init__(self, config):
         from utils.annotation import read_annotation_file
-        from utils.dataloader import YoloDataset
         from utils.dataset_check import scan_annotation_lines
         from utils.evaluation import LETTERBOX_IMAGE, Decoding, samples_from_annotation_lines, samples_from_voc
         from utils.training_lists import build_missing_lists
@@ -287,24 +286,48 @@ class EvaluationSets:
         self.decoding = Decoding(anchors, tuple(map(tuple, config["anchors_mask"])), tuple(config["input_shape"]),
                                  LETTERBOX_IMAGE)
         self.device = resolve_device(config["device"])
-        self.val_dataset = YoloDataset(val_lines, config["input_shape"], num_classes, epoch_length=1, mosaic=False,
-                                       mixup=False, mosaic_prob=0, mixup_prob=0, train=False, seed=0)
-        self.anchors, self.input_shape, self.anchors_mask = anchors, config["input_shape"], config["anchors_mask"]
+        self._val_lines, self._val_datasets = val_lines, {}
+        self.val_dataset = self.val_dataset_for(self.decoding.input_shape)
 
-    def loss_for(self, settings):
-        """The loss of a run's settings, for its target assignment (which cells are positives)."""
+    def val_dataset_for(self, input_shape):
+        """The validation images as training validates them, at ``input_shape`` (for the objectness split)."""
+        from utils.dataloader import YoloDataset
+
+        key = tuple(input_shape)
+        if key not in self._val_datasets:
+            self._val_datasets[key] = YoloDataset(self._val_lines, key, len(self.class_names), epoch_length=1,
+                                                  mosaic=False, mixup=False, mosaic_prob=0, mixup_prob=0,
+                                                  train=False, seed=0)
+        return self._val_datasets[key]
+
+    def loss_for(self, settings, decoding=None):
+        """The loss of a run's settings, for its target assignment (which cells are positives), on the anchors
+        and input size of ``decoding`` (the study's by default)."""
         from nets.yolo_training import YOLOLoss
 
-        return YOLOLoss(self.anchors, len(self.class_names), self.input_shape, anchors_mask=self.anchors_mask,
-                        iou_thresh=settings.get("iou_thresh"), scale_x_y=settings.get("scale_x_y"),
-                        neighbour_cells=settings.get("neighbour_cells", False))
+        decoding = decoding or self.decoding
+        return YOLOLoss(decoding.anchors, len(self.class_names), decoding.input_shape,
+                        anchors_mask=[list(m) for m in decoding.anchors_mask], iou_thresh=settings.get("iou_thresh"),
+                        scale_x_y=settings.get("scale_x_y"), neighbour_cells=settings.get("neighbour_cells", False))
 
     def decoding_for(self, weights_path):
-        """The decoding of a weights file: its metadata's centre scales (upstream's 1.0 without metadata)."""
+        """The decoding a weights file was trained with, as ``YOLO`` (so get_map.py) adopts it: its metadata's
+        anchors, anchor mask, input size, letterbox choice and centre scales; the study's settings for what the
+        metadata lacks (upstream's files: centre scales 1.0). A variant of other anchors or input size is then
+        scored as it was trained, not with the study's defaults."""
         from utils.run_metadata import read_metadata
 
-        scale_x_y = read_metadata(weights_path).get("scale_x_y")
-        return dataclasses.replace(self.decoding, scale_x_y=tuple(scale_x_y) if scale_x_y else None)
+        meta = read_metadata(weights_path)
+        changes = {"scale_x_y": tuple(meta["scale_x_y"]) if meta.get("scale_x_y") else None}
+        if meta.get("anchors"):
+            changes["anchors"] = np.asarray(meta["anchors"], dtype=np.float32).reshape(-1, 2)
+        if meta.get("anchors_mask"):
+            changes["anchors_mask"] = tuple(map(tuple, meta["anchors_mask"]))
+        if meta.get("input_shape"):
+            changes["input_shape"] = tuple(meta["input_shape"])
+        if meta.get("letterbox_image") is not None:
+            changes["letterbox_image"] = bool(meta["letterbox_image"])
+        return dataclasses.replace(self.decoding, **changes)
 
 
 def load_model(weights_path, anchors_mask, num_classes, device):
@@ -351,16 +374,18 @@ def evaluate_run(weights_path, sets, settings):
     ``settings``) on the validation set."""
     from utils.evaluation import evaluate_model, fused_net
 
-    model = load_model(weights_path, sets.anchors_mask, len(sets.class_names), sets.device)
+    decoding = sets.decoding_for(weights_path)
+    model = load_model(weights_path, [list(m) for m in decoding.anchors_mask], len(sets.class_names), sets.device)
     net = fused_net(model, sets.device)
     result = {}
     for split, samples in sets.splits.items():
-        metrics = evaluate_model(net, samples, sets.decoding_for(weights_path), sets.class_names, sets.device).metrics
+        metrics = evaluate_model(net, samples, decoding, sets.class_names, sets.device).metrics
         result[split] = {"map50": metrics["map50"], "map50_95": metrics["map50_95"],
                          "best_f1_threshold": metrics["best_f1"]["threshold"], "best_f1": metrics["best_f1"]["f1"],
                          "ap50": {name: row["ap50"] for name, row in metrics["classes"].items()},
                          "images": metrics["counts"]["images"]}
-    positives, negatives = objectness_scores(model, sets.val_dataset, sets.loss_for(settings), sets.device)
+    positives, negatives = objectness_scores(model, sets.val_dataset_for(decoding.input_shape),
+                                             sets.loss_for(settings, decoding), sets.device)
     return result, positives, negatives
 
 

@@ -314,3 +314,35 @@ def test_reevaluate_without_training_rescores_only_the_finished_runs(data, tmp_p
     assert "training," not in out and "done earlier" not in out
     again = json.loads((data["study"] / "mosaic=True" / "seed11" / "result.json").read_text())
     assert again["val"] == first["val"] and again["train_seconds"] == first["train_seconds"]
+
+
+def test_a_run_is_scored_with_the_anchors_and_input_size_it_was_trained_with(data, tmp_path):
+    """A variant of other anchors and input size (metadata written by train.py) is decoded as YOLO, and so
+    get_map.py, decodes it, not with the study's defaults."""
+    from utils.evaluation import evaluate_model
+    from utils.run_metadata import write_metadata
+    from yolo import YOLO
+
+    torch.manual_seed(4)
+    weights = tmp_path / "other_anchors.pth"
+    torch.save(YoloBody(MASK, 2, width_mult=0.125, depth_mult=0.33).state_dict(), weights)
+    anchors = ANCHORS * 0.25
+    write_metadata(str(weights), {"anchors": anchors.tolist(), "anchors_mask": MASK, "input_shape": [96, 96],
+                                  "letterbox_image": True, "scale_x_y": [2.0, 2.0, 2.0]})
+    sets = study.EvaluationSets(study.resolve_study_config([*data["args"], "--input_shape", "[64, 64]"]))
+    decoding = sets.decoding_for(str(weights))
+    assert decoding.input_shape == (96, 96) and decoding.scale_x_y == (2.0, 2.0, 2.0)
+    np.testing.assert_allclose(decoding.anchors, anchors)
+    yolo = YOLO(model_path=str(weights), classes_path=data["args"][data["args"].index("--classes_path") + 1],
+                device="cpu")
+    assert (yolo.decoding.input_shape, yolo.decoding.anchors_mask, yolo.decoding.letterbox_image,
+            yolo.decoding.scale_x_y) == (decoding.input_shape, decoding.anchors_mask, decoding.letterbox_image,
+                                         decoding.scale_x_y)
+    np.testing.assert_allclose(yolo.decoding.anchors, decoding.anchors)
+
+    result, positives, _ = study.evaluate_run(str(weights), sets, {"iou_thresh": 0.213, "neighbour_cells": True})
+    for split, samples in sets.splits.items():
+        expected = evaluate_model(yolo.net, samples, yolo.decoding, sets.class_names, yolo.torch_device).metrics
+        assert result[split]["map50"] == pytest.approx(expected["map50"], abs=1e-9)
+        assert result[split]["best_f1"] == pytest.approx(expected["best_f1"]["f1"], abs=1e-9)
+    assert len(positives) > 0                        # the objectness split ran at 96 px with those anchors
