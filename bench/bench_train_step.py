@@ -6,14 +6,18 @@ upstream-style loss computes), SGD. Prints the median of several steps for each 
                    box in Python loops (bench/bench_loss.py's upstream-style loss, equal in value)
   upstream_mish  - upstream's Mish and layout with this repository's vectorized loss
   fused_mish     - this repository's Mish (torch's fused F.mish kernel), NCHW
-  channels_last  - fused Mish, model and input in channels_last memory format (what train.py does on CPU)
+  channels_last  - fused Mish, model and input in channels_last memory format
   compiled       - channels_last under torch.compile (inductor); its compile time is printed apart
                    (--no_compile leaves it out)
-The first step's loss of every variant is printed: all equal to float tolerance (same weights and batch).
+  train.py       - channels_last with freed memory kept for reuse (utils/cpu_memory.py), what train.py does on
+                   CPU; run after the others, since the allocator setting cannot be undone in the process
+The first step's loss of every variant is printed: all equal to float tolerance (same weights and batch), and
+the page faults of a step (the kernel zero-fills each faulted 4 KB page).
 Usage: python bench/bench_train_step.py [--size 416] [--batch 4] [--width 1.0] [--depth 1.0] [--steps 5]
 """
 import argparse
 import os
+import resource
 import statistics
 import sys
 import time
@@ -26,6 +30,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from nets.fuse import replace_mish  # noqa: E402
 from nets.yolo import YoloBody  # noqa: E402
 from nets.yolo_training import YOLOLoss  # noqa: E402
+from utils.cpu_memory import keep_freed_memory  # noqa: E402
 from utils.optim import build_optimizer  # noqa: E402
 from utils.utils import get_anchors  # noqa: E402
 from utils.utils_fit import total_loss  # noqa: E402
@@ -57,9 +62,10 @@ def upstream_loss(loss_fn):
 
 
 def time_steps(model, loss_of, optimizer, images, targets, steps):
-    """(median seconds of ``steps`` steps, seconds of the first step, its loss)."""
-    times, first = [], None
+    """(median seconds of ``steps`` steps, seconds of the first step, its loss, median page faults of a step)."""
+    times, faults, first = [], [], None
     for i in range(steps + 1):
+        faults_before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
         start = time.perf_counter()
         optimizer.zero_grad(set_to_none=True)
         loss, _ = loss_of(model(images), targets)
@@ -67,9 +73,10 @@ def time_steps(model, loss_of, optimizer, images, targets, steps):
         optimizer.step()
         if i:                       # the first step allocates and warms up (and compiles)
             times.append(time.perf_counter() - start)
+            faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults_before)
         else:
             first = (time.perf_counter() - start, loss.item())
-    return statistics.median(times), *first
+    return statistics.median(times), *first, statistics.median(faults)
 
 
 def main():
@@ -87,7 +94,8 @@ def main():
     images, targets = make_batch(args.batch, args.size, args.classes, 20, torch.Generator().manual_seed(0))
     loss_fn = YOLOLoss(anchors, args.classes, (args.size, args.size), focal_loss=True)
     ours = lambda outputs, targets: total_loss(loss_fn, outputs, targets)              # noqa: E731
-    variants = ["upstream", "upstream_mish", "fused_mish", "channels_last"] + ([] if args.no_compile else ["compiled"])
+    variants = (["upstream", "upstream_mish", "fused_mish", "channels_last"] + ([] if args.no_compile else ["compiled"])
+                + ["train.py"])
     results = {}
     for variant in variants:
         torch.manual_seed(0)
@@ -95,7 +103,9 @@ def main():
         x = images
         if variant in ("upstream", "upstream_mish"):
             model = replace_mish(model, UpstreamMish)
-        if variant in ("channels_last", "compiled"):
+        if variant == "train.py" and not keep_freed_memory():
+            print("train.py variant: not on glibc, freed memory is not kept (same as channels_last)")
+        if variant in ("channels_last", "compiled", "train.py"):
             model = model.to(memory_format=torch.channels_last)
             x = images.contiguous(memory_format=torch.channels_last)
         optimizer = build_optimizer(model, "sgd", 1e-3, 0.937, 5e-4)
@@ -104,10 +114,10 @@ def main():
                                       targets, args.steps)
     print(f"train step, {args.size}px, batch {args.batch}, width {args.width}, depth {args.depth}, "
           f"{torch.get_num_threads()} threads (median of {args.steps}):")
-    for variant, (seconds, first, loss) in results.items():
+    for variant, (seconds, first, loss, faults) in results.items():
         note = f", first step {first:.1f} s (compiles)" if variant == "compiled" else ""
         print(f"  {variant:<14} {seconds:7.3f} s   x{results['upstream'][0] / seconds:.2f} vs upstream   "
-              f"loss {loss:.6f}{note}")
+              f"loss {loss:.6f}   {faults:>8,.0f} page faults a step{note}")
 
 if __name__ == "__main__":
     main()

@@ -24,6 +24,7 @@ from utils.callbacks import RunLog
 from utils.anchor_check import anchor_report, positive_shares
 from utils.annotation import read_annotation_file
 from utils.checkpoint import atomic_save, describe_load, is_darknet_path, load_matching, load_state_dict_file
+from utils.cpu_memory import keep_freed_memory
 from utils.dataset_check import scan_annotation_lines
 from utils.dataloader import YoloDataset, worker_init_fn, yolo_dataset_collate
 from utils.ema import ModelEMA, unwrap
@@ -75,6 +76,8 @@ def _train(cfg, rank, world_size, device, main_process, argv):
     _check_settings(cfg)
     if cfg.fp16 and device.type != "cuda":
         warnings.warn("fp16=True needs CUDA; training in float32 on the CPU.")
+    if device.type == "cpu":
+        keep_freed_memory()      # each step reuses the last one's activation memory instead of page-faulting it
     seed_everything(cfg.seed + rank)
     run = _build_run(cfg, state, rank, world_size, device, main_process)
     _install_sigterm_handler()

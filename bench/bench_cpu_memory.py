@@ -1,0 +1,102 @@
+"""glibc's default allocator against freed memory kept for reuse (utils/cpu_memory.py), side by side on the CPU.
+
+Two spawned processes build the same model and batch; one calls ``keep_freed_memory()`` first, as train.py and
+YOLO do on the CPU. They take turns, one step each (the order alternating per round), so background load hits
+both alike. Timed: a training step (forward + loss + backward + SGD step, channels_last as train.py) and a fused
+inference forward of one image (as YOLO.get_FPS, without decode + NMS). Prints the median seconds and page faults
+of each, and the ratio.
+Usage: python bench/bench_cpu_memory.py [--size 416] [--batch 4] [--steps 7] [--threads 2] [--infer_threads 1]
+"""
+import argparse
+import copy
+import multiprocessing
+import os
+import resource
+import statistics
+import sys
+import time
+
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bench_train_step import MASK, make_batch  # noqa: E402
+from nets.fuse import inference_model  # noqa: E402
+from nets.yolo import YoloBody  # noqa: E402
+from nets.yolo_training import YOLOLoss  # noqa: E402
+from utils.cpu_memory import keep_freed_memory  # noqa: E402
+from utils.optim import build_optimizer  # noqa: E402
+from utils.utils import get_anchors  # noqa: E402
+from utils.utils_fit import total_loss  # noqa: E402
+
+
+def worker(connection, keep, args):
+    """Answers "train" / "infer" with (seconds, page faults) of one such step, until "stop"."""
+    if keep and not keep_freed_memory():
+        raise SystemExit("not on glibc: nothing to compare")
+    anchors, _ = get_anchors("model_data/yolo_anchors.txt")
+    images, targets = make_batch(args.batch, args.size, 20, 20, torch.Generator().manual_seed(0))
+    images = images.contiguous(memory_format=torch.channels_last)
+    loss_fn = YOLOLoss(anchors, 20, (args.size, args.size))
+    torch.manual_seed(0)
+    model = YoloBody(MASK, 20).train().to(memory_format=torch.channels_last)
+    optimizer = build_optimizer(model, "sgd", 1e-3, 0.937, 5e-4)
+    net = inference_model(copy.deepcopy(model).eval())
+    image = images[:1]
+
+    def train_step():
+        torch.set_num_threads(args.threads)
+        optimizer.zero_grad(set_to_none=True)
+        total_loss(loss_fn, model(images), targets)[0].backward()
+        optimizer.step()
+
+    def infer_step():
+        torch.set_num_threads(args.infer_threads)
+        with torch.inference_mode():
+            net(image)
+
+    steps = {"train": train_step, "infer": infer_step}
+    while (message := connection.recv()) != "stop":
+        faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+        start = time.perf_counter()
+        steps[message]()
+        connection.send((time.perf_counter() - start, resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults))
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--size", type=int, default=416)
+    parser.add_argument("--batch", type=int, default=4)
+    parser.add_argument("--steps", type=int, default=7)
+    parser.add_argument("--threads", type=int, default=2, help="threads of the training step")
+    parser.add_argument("--infer_threads", type=int, default=1, help="threads of the inference forward")
+    args = parser.parse_args()
+    context = multiprocessing.get_context("spawn")
+    names = ("glibc defaults", "kept for reuse")
+    connections = {}
+    for name, keep in zip(names, (False, True)):
+        connections[name], child = context.Pipe()
+        context.Process(target=worker, args=(child, keep, args), daemon=True).start()
+    results = {(kind, name): [] for kind in ("train", "infer") for name in names}
+    for kind in ("train", "infer"):
+        for round_ in range(args.steps + 1):               # round 0 warms up: allocations, primitive creation
+            for name in (names if round_ % 2 else names[::-1]):
+                connections[name].send(kind)
+                seconds, faults = connections[name].recv()
+                if round_:
+                    results[kind, name].append((seconds, faults))
+    for connection in connections.values():
+        connection.send("stop")
+    print(f"YOLOv4 {args.size}x{args.size}, 20 classes; medians of {args.steps} alternating steps per process")
+    for kind, label in (("train", f"training step, batch {args.batch}, {args.threads} threads"),
+                        ("infer", f"inference forward, 1 image, {args.infer_threads} thread(s)")):
+        base = statistics.median(s for s, _ in results[kind, names[0]])
+        print(f"  {label}:")
+        for name in names:
+            seconds = statistics.median(s for s, _ in results[kind, name])
+            faults = statistics.median(f for _, f in results[kind, name])
+            print(f"    {name:<15} {seconds:8.3f} s  {faults:>10,.0f} page faults  x{base / seconds:.3f}")
+
+
+if __name__ == "__main__":
+    main()
