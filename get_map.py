@@ -19,6 +19,7 @@ from utils.atomic import atomic_save_image, atomic_write
 from utils.config import command_line_names, resolve_config
 from utils.annotation import parse_annotation_line, read_annotation_file
 from utils.datasets import read_dataset
+from utils.error_breakdown import class_agnostic_map, detection_kinds
 from utils.errors import UserError, run_entry
 from utils.evaluation import EVAL_CONFIDENCE, EVAL_NMS_IOU, evaluate_model, samples_from_records, samples_from_voc, score
 from utils.plots import plot_ap_bars, plot_confusion_matrix, plot_pr_curves
@@ -126,6 +127,18 @@ def report_metrics(config, metrics, result, matrix, class_names):
     print(f"Metrics and plots written to {config['map_out_path']}")
 
 
+def print_error_breakdown(config, samples, detections):
+    """Where the mAP goes (utils/error_breakdown.py): the AP if every detection had the right class, and what
+    the detections at score_threhold hit."""
+    ground_truths = {i: sample.ground_truth for i, sample in enumerate(samples)}
+    detections = dict(enumerate(detections))
+    agnostic = class_agnostic_map(ground_truths, detections, config["MINOVERLAP"])
+    kinds = detection_kinds(ground_truths, detections, config["score_threhold"], config["MINOVERLAP"])
+    print(f"class-agnostic AP@{config['MINOVERLAP']:g} = {_percent(agnostic)} % (all classes merged: the mAP if every "
+          f"detection had the right class)")
+    print(f"detections with score >= {config['score_threhold']}: " + ", ".join(f"{n} {k}" for k, n in kinds.items()))
+
+
 def main(config, given=None):
     """Run ``map_mode``; ``given``: setting names from the command line (YOLO settings not given and not
     this script's own come from yolo.py's defaults or the weights' run metadata, e.g. the input size)."""
@@ -144,6 +157,7 @@ def main(config, given=None):
         if config["map_mode"] == 0:
             write_ground_truth(config, samples, yolo.class_names)
             report_metrics(config, *evaluation[:3], yolo.class_names)
+            print_error_breakdown(config, samples, evaluation.detections)
             record_calibration(config, evaluation.metrics, evaluation.result, yolo)
     elif config["map_mode"] == 2:
         class_names, _ = get_classes(config["classes_path"])
