@@ -21,7 +21,6 @@ from nets.fuse import inference_model
 from utils.atomic import atomic_save_image, atomic_savefig
 from nets.yolo import YoloBody, num_classes_of_state_dict, resolve_scale
 from utils.checkpoint import is_darknet_path, load_state_dict_file
-from utils.cpu_memory import keep_freed_memory
 from utils.errors import UserError
 from utils.darknet import DARKNET_SCALE_X_Y
 from utils.onnx_int8 import quantize_onnx
@@ -299,8 +298,6 @@ class YOLO(_Detector):
                              f"depth_mult={depth_mult}): {str(err).splitlines()[0]}") from None
         self.width_mult, self.depth_mult = width_mult, depth_mult
         self.torch_device = resolve_device(self.device)
-        if self.torch_device.type == "cpu":
-            keep_freed_memory()     # each forward reuses the last one's activation memory instead of page-faulting it
         self.net = inference_model(model.eval(), self.torch_device)
         print(f"{self.model_path} model, anchors, and classes loaded.")
 

@@ -4,17 +4,14 @@ One image (416 x 416 by default, full YOLOv4, 20 classes, random weights with BN
 images), forward + decode + NMS each time, as ``get_FPS`` times it, preprocessing excluded. Variants, interleaved
 run by run so background load hits them alike:
   upstream get_FPS - the reference: upstream's network as it runs there (BN not folded, Mish written as
-                     x * tanh(softplus(x)), NCHW, torch.no_grad), with this repository's decode + NMS; in a
-                     process of its own (spawned), whose allocator keeps glibc's defaults as upstream's does
-  YOLO.get_FPS     - this repository's torch path (BN folded, inference Mish, channels_last, inference_mode,
-                     freed memory kept for reuse: utils/cpu_memory.py)
+                     x * tanh(softplus(x)), NCHW, torch.no_grad), with this repository's decode + NMS
+  YOLO.get_FPS     - this repository's torch path (BN folded, inference Mish, channels_last, inference_mode)
   onnxruntime fp32 - YOLO_ONNX on the export of predict.py --mode export_onnx
   onnxruntime int8 - YOLO_ONNX on its int8 model (--onnx_int8 True), calibrated here on random images (speed
                      only: for its mAP see bench/bench_int8_map.py)
 Usage: python bench/bench_backends.py [--threads 1] [--runs 7] [--size 416]
 """
 import argparse
-import multiprocessing
 import os
 import statistics
 import sys
@@ -34,47 +31,13 @@ from utils.evaluation import detections_from_outputs  # noqa: E402
 from yolo import YOLO, YOLO_ONNX, int8_path  # noqa: E402
 
 
-def upstream_get_fps_step(model, decoding, confidence, nms_iou):
+def upstream_get_fps_step(model, yolo):
     """One step of upstream's get_FPS loop on a preprocessed image: forward, decode, NMS."""
     def step(images, image_shape):
         with torch.no_grad():
             outputs = model(images)
-            return detections_from_outputs(outputs, decoding, [image_shape], confidence, nms_iou)
+            return detections_from_outputs(outputs, yolo.decoding, [image_shape], yolo.confidence, yolo.nms_iou)
     return step
-
-
-def reference_worker(connection, size, threads, decoding, confidence, nms_iou):
-    """The upstream reference in a fresh process: receives ``(images, image_shape)``, then times one step per
-    "run" message and sends its seconds back, until "stop"."""
-    torch.set_num_threads(threads)
-    model = replace_mish(random_model(size, 20), UpstreamMish).eval()
-    images, image_shape = connection.recv()
-    step = upstream_get_fps_step(model, decoding, confidence, nms_iou)
-    step(images, image_shape)                                   # warm-up
-    while connection.recv() == "run":
-        start = time.perf_counter()
-        step(images, image_shape)
-        connection.send(time.perf_counter() - start)
-
-
-class ReferenceProcess:
-    """A callable ``(images, image_shape) -> seconds`` that runs the reference in its own process."""
-
-    def __init__(self, size, threads, yolo, images, image_shape):
-        context = multiprocessing.get_context("spawn")
-        self.connection, child = context.Pipe()
-        self.process = context.Process(target=reference_worker, daemon=True,
-                                       args=(child, size, threads, yolo.decoding, yolo.confidence, yolo.nms_iou))
-        self.process.start()
-        self.connection.send((images, image_shape))
-
-    def __call__(self, images, image_shape):
-        self.connection.send("run")
-        return self.connection.recv()
-
-    def close(self):
-        self.connection.send("stop")
-        self.process.join()
 
 
 def write_calibration_images(folder, count, size, rng):
@@ -107,21 +70,19 @@ def main():
             tmp, args.calibration_images, args.size, rng))
         fp32 = YOLO_ONNX(onnx_path=onnx_path, threads=args.threads, **settings)
         int8 = YOLO_ONNX(onnx_path=int8_path(onnx_path), threads=args.threads, **settings)
+    upstream = replace_mish(random_model(args.size, 20), UpstreamMish).eval()
     image = Image.fromarray(rng.integers(0, 256, (args.size, args.size, 3), dtype=np.uint8))
     images, image_shape, _ = yolo._preprocess(image)
-    reference_process = ReferenceProcess(args.size, args.threads, yolo, images, image_shape)
-    variants = {"YOLO.get_FPS": yolo._detect_tensor, "onnxruntime fp32": fp32._detect_tensor,
-                "onnxruntime int8": int8._detect_tensor}
-    times = {name: [] for name in ["upstream get_FPS", *variants]}
+    variants = {"upstream get_FPS": upstream_get_fps_step(upstream, yolo), "YOLO.get_FPS": yolo._detect_tensor,
+                "onnxruntime fp32": fp32._detect_tensor, "onnxruntime int8": int8._detect_tensor}
+    times = {name: [] for name in variants}
     for run in variants.values():
         run(images, image_shape)                               # warm-up: primitive creation, allocations
     for _ in range(args.runs):
-        times["upstream get_FPS"].append(reference_process(images, image_shape))
         for name, run in variants.items():
             start = time.perf_counter()
             run(images, image_shape)
             times[name].append(time.perf_counter() - start)
-    reference_process.close()
 
     reference = statistics.median(times["upstream get_FPS"])
     print(f"YOLOv4 {args.size}x{args.size}, 20 classes, {args.threads} thread(s), forward + decode + NMS per "

@@ -1,11 +1,13 @@
 """glibc's default allocator against freed memory kept for reuse (utils/cpu_memory.py), side by side on the CPU.
 
-Two spawned processes build the same model and batch; one calls ``keep_freed_memory()`` first, as train.py and
-YOLO do on the CPU. They take turns, one step each (the order alternating per round), so background load hits
-both alike. Timed: a training step (forward + loss + backward + SGD step, channels_last as train.py) and a fused
-inference forward of one image (as YOLO.get_FPS, without decode + NMS). Prints the median seconds and page faults
-of each, and the ratio.
+Two spawned processes build the same model and batch; one calls ``keep_freed_memory()`` first, as train.py does
+on the CPU. They take turns, one step each (the order alternating per round), so background load hits both alike.
+Timed: a fused inference forward of one image (as YOLO.get_FPS, without decode + NMS), then a training step
+(forward + loss + backward + SGD step, channels_last as train.py): inference first, while the processes are as
+fresh as a predict.py one (after training steps glibc's adaptive threshold already serves a forward from the
+heap). Prints the median seconds and page faults of each, and the ratio.
 Usage: python bench/bench_cpu_memory.py [--size 416] [--batch 4] [--steps 7] [--threads 2] [--infer_threads 1]
+                                        [--kinds infer,train]
 """
 import argparse
 import copy
@@ -70,6 +72,7 @@ def main():
     parser.add_argument("--steps", type=int, default=7)
     parser.add_argument("--threads", type=int, default=2, help="threads of the training step")
     parser.add_argument("--infer_threads", type=int, default=1, help="threads of the inference forward")
+    parser.add_argument("--kinds", default="infer,train", help="what to time, in this order")
     args = parser.parse_args()
     context = multiprocessing.get_context("spawn")
     names = ("glibc defaults", "kept for reuse")
@@ -77,8 +80,9 @@ def main():
     for name, keep in zip(names, (False, True)):
         connections[name], child = context.Pipe()
         context.Process(target=worker, args=(child, keep, args), daemon=True).start()
-    results = {(kind, name): [] for kind in ("train", "infer") for name in names}
-    for kind in ("train", "infer"):
+    kinds = args.kinds.split(",")
+    results = {(kind, name): [] for kind in kinds for name in names}
+    for kind in kinds:
         for round_ in range(args.steps + 1):               # round 0 warms up: allocations, primitive creation
             for name in (names if round_ % 2 else names[::-1]):
                 connections[name].send(kind)
@@ -88,8 +92,9 @@ def main():
     for connection in connections.values():
         connection.send("stop")
     print(f"YOLOv4 {args.size}x{args.size}, 20 classes; medians of {args.steps} alternating steps per process")
-    for kind, label in (("train", f"training step, batch {args.batch}, {args.threads} threads"),
-                        ("infer", f"inference forward, 1 image, {args.infer_threads} thread(s)")):
+    labels = {"train": f"training step, batch {args.batch}, {args.threads} threads",
+              "infer": f"inference forward, 1 image, {args.infer_threads} thread(s)"}
+    for kind, label in ((kind, labels[kind]) for kind in kinds):
         base = statistics.median(s for s, _ in results[kind, names[0]])
         print(f"  {label}:")
         for name in names:

@@ -2,9 +2,11 @@
 
 glibc serves every block above its mmap threshold (at most 32 MB) with a fresh ``mmap`` and unmaps it on
 ``free``. A CPU training step of YOLOv4 at 416 px allocates and frees a few GB of such activations, so
-each step page-faults them in again and the kernel zero-fills every page: about 580,000 page faults
-(2.4 GB) a step at batch 4 (bench/bench_train_step.py prints them). With mmap off and trimming off, the
-freed blocks stay in the heap and the next step reuses them; the peak memory stays what it was.
+each step page-faults them in again and the kernel zero-fills every page: about 640,000 page faults
+(2.6 GB) a step at batch 4, which made the step 1.42x slower (bench/bench_cpu_memory.py). With mmap off and
+trimming off, the freed blocks stay in the heap and the next step reuses them; the peak memory stays what it was.
+train.py does this on the CPU. Inference is left as it is: a one-image forward's blocks fit under glibc's adaptive
+threshold, and get_FPS measured no gain from it.
 """
 import ctypes
 import ctypes.util
