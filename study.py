@@ -431,11 +431,15 @@ def run_one(config, variant, seed, sets, progress):
     buffer = io.BytesIO()
     np.savez_compressed(buffer, positives=positives.astype(np.float16), negatives=negatives.astype(np.float16))
     atomic_write(os.path.join(run_dir, "objectness.npz"), buffer.getvalue())
-    result = {"format": _RESULT_FORMAT, "variant": variant["name"], "seed": seed, "settings": settings,
-              "train_config": effective_settings(settings), "command": command, "weights": config["weights_name"], "train_seconds": seconds,
-              "final_losses": final_losses(run_dir), **metrics,
-              "mean_obj_pos": float(positives.mean()) if positives.size else None,
-              "mean_obj_neg": float(negatives.mean()) if negatives.size else None}
+    evaluation = {**metrics, "mean_obj_pos": float(positives.mean()) if positives.size else None,
+                  "mean_obj_neg": float(negatives.mean()) if negatives.size else None}
+    if result is not None:       # re-evaluated: the record of how the run was trained stays as it was
+        result = {**result, **evaluation}
+    else:
+        result = {"format": _RESULT_FORMAT, "variant": variant["name"], "seed": seed, "settings": settings,
+                  "train_config": effective_settings(settings), "command": command,
+                  "weights": config["weights_name"], "train_seconds": seconds, "final_losses": final_losses(run_dir),
+                  **evaluation}
     atomic_write(result_path, json.dumps(result, indent=2))
     print(f"    val mAP@0.5 {_cell(metrics['val']['map50'])}, test mAP@0.5 {_cell(metrics['test']['map50'])} "
           f"({seconds:.0f} s training)")

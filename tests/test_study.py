@@ -307,13 +307,18 @@ def test_reevaluate_without_training_rescores_only_the_finished_runs(data, tmp_p
     assert study.main([*base, "--train_runs", "False"]) == 0
     assert "not run yet" in capsys.readouterr().out and not (data["study"] / "mosaic=False" / "seed11").exists()
     assert study.main(base) == 0
-    first = json.loads((data["study"] / "mosaic=True" / "seed11" / "result.json").read_text())
+    path = data["study"] / "mosaic=True" / "seed11" / "result.json"
+    first = json.loads(path.read_text())
+    # A record of how the run was trained (e.g. one rebuilt for an older run) must survive the re-evaluation.
+    first["train_config"]["focal_alpha"], first["train_config_source"] = 0.25, "rebuilt by hand"
+    path.write_text(json.dumps(first))
     capsys.readouterr()
     assert study.main([*base, "--train_runs", "False", "--reevaluate", "True"]) == 0
     out = capsys.readouterr().out
     assert "training," not in out and "done earlier" not in out
-    again = json.loads((data["study"] / "mosaic=True" / "seed11" / "result.json").read_text())
+    again = json.loads(path.read_text())
     assert again["val"] == first["val"] and again["train_seconds"] == first["train_seconds"]
+    assert again["train_config"] == first["train_config"] and again["train_config_source"] == "rebuilt by hand"
 
 
 def test_a_run_is_scored_with_the_anchors_and_input_size_it_was_trained_with(data, tmp_path):
