@@ -4,9 +4,8 @@ glibc serves every block above its mmap threshold (at most 32 MB) with a fresh `
 ``free``. A CPU training step of YOLOv4 at 416 px allocates and frees a few GB of such activations, so
 each step page-faults them in again and the kernel zero-fills every page: about 640,000 page faults
 (2.6 GB) a step at batch 4, which made the step 1.42x slower (bench/bench_cpu_memory.py). With mmap off and
-trimming off, the freed blocks stay in the heap and the next step reuses them; the peak memory stays what it was.
-train.py does this on the CPU. Inference is left as it is: a one-image forward's blocks fit under glibc's adaptive
-threshold, and get_FPS measured no gain from it.
+trimming off, the freed blocks stay in the heap and the next step reuses them (the process keeps its peak memory).
+train.py does this on the CPU. Inference is left as it is: get_FPS measured no gain from it.
 """
 import ctypes
 import ctypes.util
