@@ -6,19 +6,10 @@ Ground truths and detections are dicts image key -> rows, as utils/utils_map.py 
 """
 import numpy as np
 
-from utils.utils_map import evaluate_detections
+from utils.utils_map import _pair_overlaps, evaluate_detections
 
 KINDS = ("correct", "wrong class", "duplicate", "poorly located", "background")
 LOCATED = 0.1      # IoU below which a detection is background rather than a poorly located box
-
-
-def box_iou(box, boxes):
-    """IoU of one ``[x1, y1, x2, y2]`` box with each row of ``boxes (n, >=4)``: ``(n,)``."""
-    width = np.clip(np.minimum(box[2], boxes[:, 2]) - np.maximum(box[0], boxes[:, 0]), 0, None)
-    height = np.clip(np.minimum(box[3], boxes[:, 3]) - np.maximum(box[1], boxes[:, 1]), 0, None)
-    inter = width * height
-    union = (box[2] - box[0]) * (box[3] - box[1]) + (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]) - inter
-    return inter / np.maximum(union, 1e-12)
 
 
 def detection_kinds(ground_truths, detections, score_threshold, min_overlap=0.5):
@@ -38,7 +29,7 @@ def detection_kinds(ground_truths, detections, score_threshold, min_overlap=0.5)
         for row in rows[np.argsort(-rows[:, 4], kind="stable")]:
             if row[4] < score_threshold:
                 continue
-            iou = box_iou(row, gts)
+            iou = _pair_overlaps(np.repeat(row[None, :4], len(gts), 0), gts[:, :4])[0]    # (n,) IoU with each gt
             hit, same = iou >= min_overlap, gts[:, 4] == row[5]
             if (hit & difficult).any() and not (hit & same & ~difficult).any():
                 continue
