@@ -14,7 +14,7 @@ from torch.utils.data import DataLoader
 
 import utils.dataloader as dataloader
 from utils.annotation import format_annotation_line, parse_annotation_line
-from utils.augment import hsv_jitter, mixup, mosaic
+from utils.augment import hsv_jitter, mixup, mosaic, place
 from utils.dataloader import YoloDataset, load_resized, worker_init_fn, yolo_dataset_collate
 from utils.errors import UserError
 from utils.utils import cvtColor
@@ -140,6 +140,34 @@ def test_mosaic_places_tiles_at_the_cut_and_clips_boxes_to_quadrants():
             tile = tiles[quadrant]
             inside = 0 <= tx < tile.shape[1] and 0 <= ty < tile.shape[0]
             assert np.array_equal(canvas[y, x], tile[ty, tx] if inside else [128, 128, 128]), (x, y)
+
+
+def test_min_visible_drops_boxes_cropped_below_that_fraction_of_their_area():
+    # Visible fractions by hand, canvas (0, 0, 100, 80): 40x20 of 50x20 = 0.8; 10x20 of 20x20 = 0.5;
+    # 10x10 of 40x40 = 0.0625; a box wholly inside = 1.
+    boxes = np.array([[-10, 10, 40, 30, 0], [90, 60, 110, 80, 1], [-30, -30, 10, 10, 2], [20, 20, 40, 40, 3]],
+                     np.float32)
+    image = np.zeros((80, 100, 3), np.uint8)
+    for min_visible, classes in ((0.0, [0, 1, 2, 3]), (0.5, [0, 1, 3]), (0.51, [0, 3]), (0.9, [3])):
+        _, kept = place(image, boxes, 0, 0, (100, 80), min_visible)
+        assert kept[:, 4].tolist() == classes, min_visible
+    tiles = [np.zeros((20, 50, 3), np.uint8)] + [np.zeros((10, 10, 3), np.uint8)] * 3
+    tile_boxes = [np.array([[0, 0, 50, 20, 0]], np.float32)] + [np.zeros((0, 5), np.float32)] * 3
+    # Tile 0 lands at (-10, 10): its box keeps 40 of its 50 px width, 0.8 of its area.
+    assert len(mosaic(tiles, tile_boxes, (40, 30), (100, 80), 0.8)[1]) == 1
+    assert len(mosaic(tiles, tile_boxes, (40, 30), (100, 80), 0.81)[1]) == 0
+
+
+def test_dataset_min_visible_keeps_only_mostly_visible_boxes(scene_lines):
+    common = dict(input_shape=(64, 64), num_classes=3, epoch_length=10, mosaic=True, mixup=False, mosaic_prob=1.0,
+                  mixup_prob=0.0, train=True, seed=3)
+    counts = []
+    for min_visible in (0.0, 0.9):
+        dataset = YoloDataset(scene_lines, min_visible=min_visible, **common)
+        counts.append(sum(len(dataset[i][1]) for i in range(len(dataset))))
+    assert counts[1] < counts[0]
+    with pytest.raises(ValueError, match="min_visible"):
+        YoloDataset(scene_lines, min_visible=1.5, **common)
 
 
 @pytest.mark.parametrize("seed", range(4))

@@ -68,13 +68,17 @@ def shift_boxes(boxes, dx, dy):
     return boxes + np.array([dx, dy, dx, dy, 0], dtype=np.float32)
 
 
-def clip_boxes(boxes, region):
-    """Boxes clipped to ``region``; those left no larger than ``MIN_BOX_SIZE`` either way are dropped."""
+def clip_boxes(boxes, region, min_visible=0.0):
+    """Boxes clipped to ``region``; those left no larger than ``MIN_BOX_SIZE`` either way are dropped, and so
+    are those of which less than the fraction ``min_visible`` of their area is left (a fragment of a shape
+    can look like another class: half a star is a triangle)."""
     x0, y0, x1, y1 = region
+    area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
     boxes = boxes.copy()
     boxes[:, [0, 2]] = boxes[:, [0, 2]].clip(x0, x1)
     boxes[:, [1, 3]] = boxes[:, [1, 3]].clip(y0, y1)
-    keep = (boxes[:, 2] - boxes[:, 0] > MIN_BOX_SIZE) & (boxes[:, 3] - boxes[:, 1] > MIN_BOX_SIZE)
+    w, h = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
+    keep = (w > MIN_BOX_SIZE) & (h > MIN_BOX_SIZE) & (w * h >= min_visible * area)
     return boxes[keep]
 
 
@@ -103,12 +107,13 @@ def grey_canvas(input_size):
     return np.full((h, w, 3), GREY, dtype=np.uint8)
 
 
-def place(image, boxes, dx, dy, input_size):
-    """A resized image on a grey canvas of ``input_size`` at offset ``(dx, dy)``, boxes moved and clipped."""
+def place(image, boxes, dx, dy, input_size, min_visible=0.0):
+    """A resized image on a grey canvas of ``input_size`` at offset ``(dx, dy)``, boxes moved and clipped
+    (``clip_boxes``)."""
     canvas = grey_canvas(input_size)
     region = (0, 0, *input_size)
     paste(canvas, image, dx, dy, region)
-    return canvas, clip_boxes(shift_boxes(boxes, dx, dy), region)
+    return canvas, clip_boxes(shift_boxes(boxes, dx, dy), region, min_visible)
 
 
 def random_offset(rng, image_size, input_size):
@@ -130,10 +135,11 @@ def mosaic_regions(cut, input_size):
     return [(0, 0, cx, cy), (0, cy, cx, h), (cx, cy, w, h), (cx, 0, w, cy)]
 
 
-def mosaic(tiles, tile_boxes, cut, input_size):
+def mosaic(tiles, tile_boxes, cut, input_size, min_visible=0.0):
     """Upstream's Mosaic: four resized images, each with its corner at the split point ``cut`` and reaching
-    away from it into its quadrant (cropped there); boxes are moved and clipped to their quadrant. As a tile
-    starts at the cut, only the canvas edges actually crop it, as in upstream's ``merge_bboxes``.
+    away from it into its quadrant (cropped there); boxes are moved and clipped to their quadrant
+    (``clip_boxes``). As a tile starts at the cut, only the canvas edges actually crop it, as in upstream's
+    ``merge_bboxes``.
 
     ``tiles``: four ``uint8 (nh_i, nw_i, 3)``; ``tile_boxes``: four ``(n_i, 5)`` in tile pixels.
     Returns ``(uint8 (h, w, 3), (m, 5))``.
@@ -146,7 +152,7 @@ def mosaic(tiles, tile_boxes, cut, input_size):
         dx = cx - tw if quadrant in (0, 1) else cx        # left quadrants end at the cut
         dy = cy - th if quadrant in (0, 3) else cy        # top quadrants end at the cut
         paste(canvas, tile, dx, dy, region)
-        merged.append(clip_boxes(shift_boxes(boxes, dx, dy), region))
+        merged.append(clip_boxes(shift_boxes(boxes, dx, dy), region, min_visible))
     return canvas, np.concatenate(merged)
 
 
