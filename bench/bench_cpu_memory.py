@@ -1,13 +1,20 @@
-"""glibc's default allocator against freed memory kept for reuse (utils/cpu_memory.py), side by side on the CPU.
+"""Two CPU set-ups side by side in two spawned processes that take turns, one step each (the order alternating per
+round), so background load hits both alike. Both build the same model (same seed) and batch.
 
-Two spawned processes build the same model and batch; one calls ``keep_freed_memory()`` first, as train.py does
-on the CPU. They take turns, one step each (the order alternating per round), so background load hits both alike.
+--pair memory (default): glibc's default allocator against freed memory kept for reuse (utils/cpu_memory.py):
+    one process calls ``keep_freed_memory()`` first, as train.py does on the CPU; both run this repository's
+    step (channels_last, BCE objectness).
+--pair upstream: upstream's step against train.py's: upstream's Mish (``x * tanh(softplus(x))``), NCHW, glibc's
+    defaults and the loss assigned box by box in Python loops (bench/bench_loss.py's upstream-style loss, focal
+    objectness), against channels_last, freed memory kept and the vectorized loss (the same focal loss; the
+    first step's loss of each is printed). Its inference forward is upstream's unfused model under no_grad.
+
 Timed: a fused inference forward of one image (as YOLO.get_FPS, without decode + NMS), then a training step
 (forward + loss + backward + SGD step, channels_last as train.py): inference first, while the processes are as
 fresh as a predict.py one (after training steps glibc's adaptive threshold already serves a forward from the
 heap). Prints the median seconds and page faults of each, and the ratio.
-Usage: python bench/bench_cpu_memory.py [--size 416] [--batch 4] [--steps 7] [--threads 2] [--infer_threads 1]
-                                        [--kinds infer,train]
+Usage: python bench/bench_cpu_memory.py [--pair memory|upstream] [--size 416] [--batch 4] [--steps 7]
+                                        [--threads 2] [--infer_threads 1] [--kinds infer,train]
 """
 import argparse
 import copy
@@ -22,8 +29,8 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_train_step import MASK, make_batch  # noqa: E402
-from nets.fuse import inference_model  # noqa: E402
+from bench_train_step import MASK, UpstreamMish, make_batch, upstream_loss  # noqa: E402
+from nets.fuse import inference_model, replace_mish  # noqa: E402
 from nets.yolo import YoloBody  # noqa: E402
 from nets.yolo_training import YOLOLoss  # noqa: E402
 from utils.cpu_memory import keep_freed_memory  # noqa: E402
@@ -32,41 +39,59 @@ from utils.utils import get_anchors  # noqa: E402
 from utils.utils_fit import total_loss  # noqa: E402
 
 
-def worker(connection, keep, args):
-    """Answers "train" / "infer" with (seconds, page faults) of one such step, until "stop"."""
-    if keep and not keep_freed_memory():
+PAIRS = {"memory": ("glibc defaults", "kept for reuse"), "upstream": ("upstream", "train.py")}
+KEEPS_FREED_MEMORY = {"glibc defaults": False, "kept for reuse": True, "upstream": False, "train.py": True}
+
+
+def worker(connection, name, args):
+    """Answers "train" / "infer" with (seconds, page faults, loss or None) of one such step, until "stop"."""
+    if KEEPS_FREED_MEMORY[name] and not keep_freed_memory():
         raise SystemExit("not on glibc: nothing to compare")
     anchors, _ = get_anchors("model_data/yolo_anchors.txt")
     images, targets = make_batch(args.batch, args.size, 20, 20, torch.Generator().manual_seed(0))
-    images = images.contiguous(memory_format=torch.channels_last)
-    loss_fn = YOLOLoss(anchors, 20, (args.size, args.size))
+    loss_fn = YOLOLoss(anchors, 20, (args.size, args.size), focal_loss=args.pair == "upstream")
     torch.manual_seed(0)
-    model = YoloBody(MASK, 20).train().to(memory_format=torch.channels_last)
+    model = YoloBody(MASK, 20).train()
+    if name == "upstream":
+        model = replace_mish(model, UpstreamMish)
+        loss_of = upstream_loss(loss_fn)
+        net = copy.deepcopy(model).eval()
+        infer_context = torch.no_grad
+    else:
+        model = model.to(memory_format=torch.channels_last)
+        images = images.contiguous(memory_format=torch.channels_last)
+        loss_of = lambda outputs, targets: total_loss(loss_fn, outputs, targets)     # noqa: E731
+        net = inference_model(copy.deepcopy(model).eval())
+        infer_context = torch.inference_mode
     optimizer = build_optimizer(model, "sgd", 1e-3, 0.937, 5e-4)
-    net = inference_model(copy.deepcopy(model).eval())
     image = images[:1]
 
     def train_step():
         torch.set_num_threads(args.threads)
         optimizer.zero_grad(set_to_none=True)
-        total_loss(loss_fn, model(images), targets)[0].backward()
+        loss = loss_of(model(images), targets)[0]
+        loss.backward()
         optimizer.step()
+        return loss.detach()
 
     def infer_step():
         torch.set_num_threads(args.infer_threads)
-        with torch.inference_mode():
+        with infer_context():
             net(image)
 
     steps = {"train": train_step, "infer": infer_step}
     while (message := connection.recv()) != "stop":
         faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
         start = time.perf_counter()
-        steps[message]()
-        connection.send((time.perf_counter() - start, resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults))
+        loss = steps[message]()
+        seconds = time.perf_counter() - start
+        faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults
+        connection.send((seconds, faults, None if loss is None else loss.item()))   # read back after the timing
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--pair", choices=sorted(PAIRS), default="memory", help="what to compare (see above)")
     parser.add_argument("--size", type=int, default=416)
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--steps", type=int, default=7)
@@ -75,23 +100,28 @@ def main():
     parser.add_argument("--kinds", default="infer,train", help="what to time, in this order")
     args = parser.parse_args()
     context = multiprocessing.get_context("spawn")
-    names = ("glibc defaults", "kept for reuse")
+    names = PAIRS[args.pair]
     connections = {}
-    for name, keep in zip(names, (False, True)):
+    for name in names:
         connections[name], child = context.Pipe()
-        context.Process(target=worker, args=(child, keep, args), daemon=True).start()
+        context.Process(target=worker, args=(child, name, args), daemon=True).start()
     kinds = args.kinds.split(",")
     results = {(kind, name): [] for kind in kinds for name in names}
+    first_loss = {}
     for kind in kinds:
         for round_ in range(args.steps + 1):               # round 0 warms up: allocations, primitive creation
             for name in (names if round_ % 2 else names[::-1]):
                 connections[name].send(kind)
-                seconds, faults = connections[name].recv()
+                seconds, faults, loss = connections[name].recv()
                 if round_:
                     results[kind, name].append((seconds, faults))
+                elif loss is not None:
+                    first_loss[name] = loss
     for connection in connections.values():
         connection.send("stop")
     print(f"YOLOv4 {args.size}x{args.size}, 20 classes; medians of {args.steps} alternating steps per process")
+    if first_loss:
+        print("  first training step's loss: " + ", ".join(f"{n} {v:.6f}" for n, v in first_loss.items()))
     labels = {"train": f"training step, batch {args.batch}, {args.threads} threads",
               "infer": f"inference forward, 1 image, {args.infer_threads} thread(s)"}
     for kind, label in ((kind, labels[kind]) for kind in kinds):
