@@ -1,5 +1,7 @@
 """Two CPU set-ups side by side in two spawned processes that take turns, one step each (the order alternating per
-round), so background load hits both alike. Both build the same model (same seed) and batch.
+round), so background load hits both alike. Both build the same model (same seed) and batch. With --separate the
+two are never alive at once: each round runs a fresh process per set-up to its end, one after the other, so that
+the memory one process holds (freed memory kept) cannot make the other's page faults dearer.
 
 --pair memory (default): glibc's default allocator against freed memory kept for reuse (utils/cpu_memory.py):
     one process calls ``keep_freed_memory()`` first, as train.py does on the CPU; both run this repository's
@@ -13,8 +15,8 @@ Timed: a fused inference forward of one image (as YOLO.get_FPS, without decode +
 (forward + loss + backward + SGD step, channels_last as train.py): inference first, while the processes are as
 fresh as a predict.py one (after training steps glibc's adaptive threshold already serves a forward from the
 heap). Prints the median seconds and page faults of each, and the ratio.
-Usage: python bench/bench_cpu_memory.py [--pair memory|upstream] [--size 416] [--batch 4] [--steps 7]
-                                        [--threads 2] [--infer_threads 1] [--kinds infer,train]
+Usage: python bench/bench_cpu_memory.py [--pair memory|upstream] [--separate ROUNDS] [--size 416] [--batch 4]
+                                        [--steps 7] [--threads 2] [--infer_threads 1] [--kinds infer,train]
 """
 import argparse
 import copy
@@ -89,6 +91,39 @@ def worker(connection, name, args):
         connection.send((seconds, faults, None if loss is None else loss.item()))   # read back after the timing
 
 
+def start_worker(context, name, args):
+    connection, child = context.Pipe()
+    context.Process(target=worker, args=(child, name, args), daemon=True).start()
+    return connection
+
+
+def measure_alternating(args, names, kinds):
+    """Both processes alive, one step each in turn: yields ``(name, kind, round, (seconds, faults, loss))``."""
+    context = multiprocessing.get_context("spawn")
+    connections = {name: start_worker(context, name, args) for name in names}
+    for kind in kinds:
+        for round_ in range(args.steps + 1):
+            for name in (names if round_ % 2 else names[::-1]):
+                connections[name].send(kind)
+                yield name, kind, round_, connections[name].recv()
+    for connection in connections.values():
+        connection.send("stop")
+
+
+def measure_separately(args, names, kinds):
+    """``args.separate`` rounds; in each, one fresh process per set-up runs its warm-up and ``args.steps`` steps
+    of every kind and ends before the next starts. Yields as ``measure_alternating``."""
+    context = multiprocessing.get_context("spawn")
+    for round_ in range(args.separate):
+        for name in (names if round_ % 2 == 0 else names[::-1]):
+            connection = start_worker(context, name, args)
+            for kind in kinds:
+                for step in range(args.steps + 1):
+                    connection.send(kind)
+                    yield name, kind, step, connection.recv()
+            connection.send("stop")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--pair", choices=sorted(PAIRS), default="memory", help="what to compare (see above)")
@@ -98,28 +133,23 @@ def main():
     parser.add_argument("--threads", type=int, default=2, help="threads of the training step")
     parser.add_argument("--infer_threads", type=int, default=1, help="threads of the inference forward")
     parser.add_argument("--kinds", default="infer,train", help="what to time, in this order")
+    parser.add_argument("--separate", type=int, default=0, metavar="ROUNDS",
+                        help="instead of two processes taking turns, ROUNDS rounds of one fresh process per set-up "
+                             "after the other (order alternating), so the memory one holds cannot slow the other")
     args = parser.parse_args()
-    context = multiprocessing.get_context("spawn")
     names = PAIRS[args.pair]
-    connections = {}
-    for name in names:
-        connections[name], child = context.Pipe()
-        context.Process(target=worker, args=(child, name, args), daemon=True).start()
     kinds = args.kinds.split(",")
     results = {(kind, name): [] for kind in kinds for name in names}
     first_loss = {}
-    for kind in kinds:
-        for round_ in range(args.steps + 1):               # round 0 warms up: allocations, primitive creation
-            for name in (names if round_ % 2 else names[::-1]):
-                connections[name].send(kind)
-                seconds, faults, loss = connections[name].recv()
-                if round_:
-                    results[kind, name].append((seconds, faults))
-                elif loss is not None:
-                    first_loss[name] = loss
-    for connection in connections.values():
-        connection.send("stop")
-    print(f"YOLOv4 {args.size}x{args.size}, 20 classes; medians of {args.steps} alternating steps per process")
+    rounds = measure_separately(args, names, kinds) if args.separate else measure_alternating(args, names, kinds)
+    for name, kind, round_, (seconds, faults, loss) in rounds:
+        if round_:                                           # round 0 warms up: allocations, primitive creation
+            results[kind, name].append((seconds, faults))
+        elif loss is not None:
+            first_loss[name] = loss
+    how = (f"{args.separate} rounds of a fresh process per set-up, {args.steps} steps each, never two at once"
+           if args.separate else f"{args.steps} alternating steps per process")
+    print(f"YOLOv4 {args.size}x{args.size}, 20 classes; medians of {how}")
     if first_loss:
         print("  first training step's loss: " + ", ".join(f"{n} {v:.6f}" for n, v in first_loss.items()))
     labels = {"train": f"training step, batch {args.batch}, {args.threads} threads",
@@ -128,9 +158,10 @@ def main():
         base = statistics.median(s for s, _ in results[kind, names[0]])
         print(f"  {label}:")
         for name in names:
-            seconds = statistics.median(s for s, _ in results[kind, name])
+            times = [s for s, _ in results[kind, name]]
             faults = statistics.median(f for _, f in results[kind, name])
-            print(f"    {name:<15} {seconds:8.3f} s  {faults:>10,.0f} page faults  x{base / seconds:.3f}")
+            print(f"    {name:<15} {statistics.median(times):8.3f} s (steps {min(times):.3f}-{max(times):.3f})  "
+                  f"{faults:>10,.0f} page faults  x{base / statistics.median(times):.3f}")
 
 
 if __name__ == "__main__":
