@@ -11,6 +11,8 @@ from utils.checkpoint import (UnsafeWeightsError, atomic_save, describe_load, ex
 MASK = [[6, 7, 8], [3, 4, 5], [0, 1, 2]]
 
 
+# torch notes the hand-made file's pickle protocol before refusing it: expected here.
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol")
 def test_malicious_pickle_is_refused_and_never_runs(malicious_weights):
     bad, marker = malicious_weights
     with pytest.raises(UnsafeWeightsError, match="arbitrary code"):
