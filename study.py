@@ -566,7 +566,8 @@ def plot_map_bars(summaries, path):
 
 
 def plot_histograms(config, results):
-    """One objectness histogram per variant, positives vs negatives pooled over its seeds."""
+    """One objectness histogram per variant, positives vs negatives pooled over this study's seeds; named after
+    the study (``results_path``), so that another study of the same variant does not redraw it."""
     from utils.plots import plot_score_histograms
 
     paths = []
@@ -578,7 +579,7 @@ def plot_histograms(config, results):
         positives = np.concatenate([a["positives"] for a in arrays]).astype(np.float32)
         negatives = np.concatenate([a["negatives"] for a in arrays]).astype(np.float32)
         paths.append(plot_score_histograms(
-            positives, negatives, os.path.join(config["study_dir"], f"objectness_{variant['name']}.png"),
+            positives, negatives, results_path(config, f"objectness_{variant['name']}.png"),
             f"{variant['name']}: objectness on validation cells ({len(arrays)} seeds)"))
     return paths
 
@@ -628,7 +629,8 @@ def main(argv, own=None, script="study.py", script_argv=None):
         print("\nStudy interrupted: finished runs are kept; the same command continues it.")
         return 130
     print(write_results(config, results, command, sets))
-    print(f"Results in {config['study_dir']}/ ({', '.join(os.path.basename(results_path(config, x)) for x in ('.md', '.json', 'map_bars.png'))}, objectness_<variant>.png)")
+    names = [os.path.basename(results_path(config, x)) for x in (".md", ".json", "map_bars.png", "objectness_<variant>.png")]
+    print(f"Results in {config['study_dir']}/ ({', '.join(names)})")
     return 0 if all(results) or not config["train_runs"] else 1
 
 

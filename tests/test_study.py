@@ -104,14 +104,17 @@ def test_focal_study_runs_each_variant_and_seed_then_continues(data, capsys):
     again = json.loads((root / "results.json").read_text())
     assert [r["val"] for r in again["runs"]] == [r["val"] for r in report["runs"]]
 
-    # A second study of one of the variants, under another results_name, shares the runs and leaves results.md.
+    # A second study of one of the variants, under another results_name, shares the runs and leaves results.md
+    # and the first study's histograms as they were.
     before = (root / "results.md").read_text()
+    histogram = (root / "objectness_bce.png").read_bytes()
     assert focal_study.main([*argv[:-4], "--settings", "[('bce', False, 0.25, 2)]", "--seeds", "2",
                              "--results_name", "bce_only", "--train_runs", "False"]) == 0
     only = json.loads((root / "bce_only.json").read_text())
     assert [v["name"] for v in only["variants"]] == ["bce"] and len(only["runs"]) == 2
     assert (root / "bce_only.md").is_file() and (root / "bce_only_map_bars.png").is_file()
-    assert (root / "results.md").read_text() == before
+    assert (root / "bce_only_objectness_bce.png").is_file()
+    assert (root / "results.md").read_text() == before and (root / "objectness_bce.png").read_bytes() == histogram
 
 
 def reference_scores(model, val_lines):
