@@ -17,7 +17,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from PIL import Image, ImageDraw, ImageFont
 
-from nets.fuse import inference_model
+from nets.fuse import compiled_inference_model, inference_model
 from utils.atomic import atomic_save_image, atomic_savefig
 from nets.yolo import YoloBody, num_classes_of_state_dict, resolve_scale
 from utils.checkpoint import is_darknet_path, load_state_dict_file
@@ -273,6 +273,9 @@ class YOLO(_Detector):
         "depth_mult": None,
         # Centre scale per level (darknet weights: [1.05, 1.1, 1.2]); None means 1.0 each.
         "scale_x_y": None,
+        # torch.compile the fused network (inductor, weights frozen as constants): a faster forward after a
+        # compile of a minute or more at the first image of each input size; needs a C++ compiler on CPU.
+        "compile": False,
     }
 
     def generate(self):
@@ -299,11 +302,13 @@ class YOLO(_Detector):
         self.width_mult, self.depth_mult = width_mult, depth_mult
         self.torch_device = resolve_device(self.device)
         self.net = inference_model(model.eval(), self.torch_device)
+        # The eager self.net stays for ONNX export; the compiled one only runs.
+        self._run_net = compiled_inference_model(self.net) if self.compile else self.net
         print(f"{self.model_path} model, anchors, and classes loaded.")
 
     def _forward(self, images):
         with torch.inference_mode():
-            return self.net(images.to(self.torch_device))
+            return self._run_net(images.to(self.torch_device))
 
     def _detect_tensor(self, images, image_shape):
         with torch.inference_mode():

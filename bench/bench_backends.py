@@ -6,10 +6,11 @@ run by run so background load hits them alike:
   upstream get_FPS - the reference: upstream's network as it runs there (BN not folded, Mish written as
                      x * tanh(softplus(x)), NCHW, torch.no_grad), with this repository's decode + NMS
   YOLO.get_FPS     - this repository's torch path (BN folded, inference Mish, channels_last, inference_mode)
+  ... compiled     - the same with compile=True (torch.compile, frozen weights; --compile; compile time apart)
   onnxruntime fp32 - YOLO_ONNX on the export of predict.py --mode export_onnx
   onnxruntime int8 - YOLO_ONNX on its int8 model (--onnx_int8 True), calibrated here on random images (speed
                      only: for its mAP see bench/bench_int8_map.py)
-Usage: python bench/bench_backends.py [--threads 1] [--runs 7] [--size 416]
+Usage: python bench/bench_backends.py [--threads 1] [--runs 7] [--size 416] [--compile]
 """
 import argparse
 import os
@@ -55,6 +56,7 @@ def main():
     parser.add_argument("--size", type=int, default=416)
     parser.add_argument("--threads", type=int, default=1, help="torch and onnxruntime threads")
     parser.add_argument("--calibration_images", type=int, default=8)
+    parser.add_argument("--compile", action="store_true", help="also time YOLO(compile=True) (compiles first)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -65,6 +67,7 @@ def main():
         weights = os.path.join(tmp, "yolov4_random.pth")
         torch.save(model.state_dict(), weights)
         yolo = YOLO(model_path=weights, device="cpu", **settings)
+        compiled = YOLO(model_path=weights, device="cpu", compile=True, **settings) if args.compile else None
         onnx_path = os.path.join(tmp, "model.onnx")
         yolo.convert_to_onnx(False, onnx_path, int8_images=write_calibration_images(
             tmp, args.calibration_images, args.size, rng))
@@ -75,6 +78,11 @@ def main():
     images, image_shape, _ = yolo._preprocess(image)
     variants = {"upstream get_FPS": upstream_get_fps_step(upstream, yolo), "YOLO.get_FPS": yolo._detect_tensor,
                 "onnxruntime fp32": fp32._detect_tensor, "onnxruntime int8": int8._detect_tensor}
+    if compiled is not None:
+        variants["YOLO.get_FPS compiled"] = compiled._detect_tensor
+        start = time.perf_counter()
+        compiled._detect_tensor(images, image_shape)           # compiles
+        print(f"compile=True: the first image took {time.perf_counter() - start:.0f} s (compiling)")
     times = {name: [] for name in variants}
     for run in variants.values():
         run(images, image_shape)                               # warm-up: primitive creation, allocations
@@ -89,7 +97,7 @@ def main():
           f"image, median of {args.runs} interleaved runs:")
     for name, values in times.items():
         median = statistics.median(values)
-        print(f"  {name:<18} {median * 1e3:8.1f} ms  (min {min(values) * 1e3:.1f})  x{reference / median:.2f} "
+        print(f"  {name:<22} {median * 1e3:8.1f} ms  (min {min(values) * 1e3:.1f})  x{reference / median:.2f} "
               "vs upstream get_FPS")
 
 

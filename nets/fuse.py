@@ -7,7 +7,6 @@ import copy
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from nets.CSPdarknet import Mish
 
@@ -52,10 +51,22 @@ class InferenceMish(nn.Module):
 
     def forward(self, x):
         if torch.onnx.is_in_onnx_export():
-            return F.mish(x)                  # exported graphs get the standard operator(s)
+            return onnx_mish(x)
         exp_x = torch.exp(x)
         half_n = exp_x.addcmul_(exp_x, exp_x, value=0.5)          # (e^2x + 2e^x) / 2, same buffer
         return half_n.reciprocal_().add_(1).reciprocal_().mul_(x)  # h / (h + 1) = 1 / (1 + 1/h), times x
+
+
+def onnx_mish(x):
+    """The same Mish as ONNX operators: ``x / (1 + 1 / h)`` with ``h = e^x (e^x / 2 + 1)``, 7 elementwise ops.
+
+    Opset 13 has no Mish, and ``F.mish`` exports as Softplus, Tanh, Mul: onnxruntime's Softplus is a scalar loop
+    (about 4x slower than this form on this repository's CPUs, and 70 % of an int8 forward). ``exp`` overflowing to
+    ``inf`` gives ``x``, underflowing to ``0`` gives ``0``: no ``inf / inf`` anywhere.
+    """
+    exp_x = torch.exp(x)
+    half_n = exp_x * (exp_x * 0.5 + 1)
+    return x / (1 + 1 / half_n)
 
 
 def replace_mish(model, replacement=None):
@@ -81,3 +92,12 @@ def inference_model(model, device="cpu"):
         fused = fused.to(memory_format=torch.channels_last)
     return fused
 
+
+
+def compiled_inference_model(model):
+    """``torch.compile`` of an ``inference_model`` for ``torch.inference_mode()`` calls: inductor with the weights
+    frozen, so it folds them into prepacked oneDNN convolutions and fuses each Mish into one loop (on this
+    repository's 2-core CPU about 1.2x faster than the eager fused forward at 416 px, bench/bench_backends.py).
+    Compiles lazily at the first call of each input shape; ``dynamic=False`` keeps one graph per shape.
+    """
+    return torch.compile(model, dynamic=False, options={"freezing": True})

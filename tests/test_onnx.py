@@ -10,6 +10,7 @@ import torch
 from PIL import Image
 
 from test_predict import ANCHORS_PATH, ROOT, by_position, randomize_batchnorm, small_model
+from nets.CSPdarknet import Mish
 from yolo import YOLO, YOLO_ONNX
 
 onnx = pytest.importorskip("onnx")
@@ -111,6 +112,24 @@ def test_int8_model_is_quantized_and_calibrated_on_the_given_images(exported, qu
     quantize_input = next(n for n in model.graph.node if n.op_type == "QuantizeLinear" and n.input[0] == "images")
     scale = next(t for t in model.graph.initializer if t.name == quantize_input.input[1])
     assert onnx.numpy_helper.to_array(scale) == pytest.approx(top / 255, rel=1e-5)
+
+
+def test_exported_mish_avoids_softplus_and_stays_float_in_int8(exported, quantized):
+    from utils.onnx_int8 import mish_node_names
+
+    mish_count = sum(isinstance(m, Mish) for m in exported["model"].modules())
+    fp32 = onnx.load(exported["path"]).graph
+    assert "Softplus" not in {node.op_type for node in fp32.node}
+    assert len(mish_node_names(fp32)) == 7 * mish_count
+    # In the int8 graph each Mish reads one dequantized tensor, and only its result is quantized again.
+    graph = onnx.load(quantized["path"]).graph
+    producer = {out: node for node in graph.node for out in node.output}
+    chain = [node for node in graph.node if node.name in set(mish_node_names(graph))]
+    assert len(chain) == 7 * mish_count
+    assert {node.op_type for node in chain} == {"Exp", "Mul", "Add", "Reciprocal", "Div"}
+    assert all(producer[node.input[0]].op_type == "DequantizeLinear" for node in chain if node.op_type == "Exp")
+    quantized_inputs = {node.input[0] for node in graph.node if node.op_type == "QuantizeLinear"}
+    assert len(quantized_inputs & {out for node in chain for out in node.output}) == mish_count
 
 
 def test_int8_model_stays_close_to_fp32(exported, quantized):

@@ -2,6 +2,7 @@
 headless as a user would (subprocess, no DISPLAY)."""
 import math
 import os
+import shutil
 import subprocess
 import sys
 
@@ -12,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from nets.fuse import InferenceMish, fuse_conv_bn, inference_model
+from nets.fuse import InferenceMish, fuse_conv_bn, inference_model, onnx_mish
 from nets.yolo import YoloBody
 from test_utils_bbox import slow_nms
 from utils.errors import UserError
@@ -82,6 +83,14 @@ def test_fuse_conv_bn_equals_eval_model():
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in fused.modules())
     assert sum(m.bias is not None for m in fused.modules() if isinstance(m, torch.nn.Conv2d)) == bn_count + 3
     assert sum(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules()) == bn_count    # original untouched
+
+
+def test_onnx_mish_equals_float64_mish_including_overflow():
+    x = torch.cat([torch.linspace(-200, 200, 40001), torch.tensor([-1e30, -88.7, 88.7, 89.0, 1e30, 0.0])])
+    reference = x.double() * torch.tanh(torch.log1p(torch.exp(x.double())))          # exp(1e30) = inf: tanh(inf) = 1
+    got = onnx_mish(x)
+    assert torch.isfinite(got).all()
+    assert torch.allclose(got.double(), reference, rtol=1e-6, atol=1e-7)
 
 
 def test_inference_mish_equals_mish_and_inference_model_equals_eval_model():
@@ -166,6 +175,19 @@ def test_detect_matches_from_scratch_reference(yolo, files):
     expected = reference_detections(files["model"], image, (64, 64), 0.5, 0.3)
     assert len(expected[0]) > 10
     assert got[0].shape == expected[0].shape and got[1].shape == got[2].shape == expected[1].shape
+    np.testing.assert_allclose(by_position(*got), by_position(*expected), atol=2e-3)
+
+
+@pytest.mark.skipif(shutil.which("g++") is None and shutil.which("c++") is None,
+                    reason="torch.compile on CPU needs a C++ compiler")
+def test_compiled_yolo_detects_like_the_reference(files):
+    compiled = YOLO(model_path=files["weights"], classes_path=files["classes"], anchors_path=ANCHORS_PATH,
+                    input_shape=[64, 64], confidence=0.5, nms_iou=0.3, device="cpu", compile=True)
+    assert compiled._run_net is not compiled.net                     # export keeps the eager network
+    image = Image.open(files["image"])
+    got = compiled.detect(image)
+    expected = reference_detections(files["model"], image, (64, 64), 0.5, 0.3)
+    assert got[0].shape == expected[0].shape and len(expected[0]) > 10
     np.testing.assert_allclose(by_position(*got), by_position(*expected), atol=2e-3)
 
 

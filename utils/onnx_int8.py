@@ -28,6 +28,30 @@ def calibration_batches(image_paths, input_shape, letterbox_image, input_name):
         yield {input_name: array[None].astype(np.float32)}
 
 
+def mish_node_names(graph):
+    """Names of the nodes of every Mish that ``nets.fuse.onnx_mish`` exported: an ``Exp`` of some ``x`` and the
+    nodes after it up to the one that reads ``x`` again (the final ``Div``).
+
+    They stay in float, one dequantize before and one quantize after: quantizing each of their 7 ops separately
+    would add a quantize-dequantize pair per op, each costing more than the float op it rounds.
+    """
+    consumers = {}
+    for node in graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+    names = []
+    for exp in (node for node in graph.node if node.op_type == "Exp"):
+        source, chain, frontier = exp.input[0], [exp], list(exp.output)
+        while frontier:
+            for node in consumers.get(frontier.pop(), []):
+                if node not in chain:
+                    chain.append(node)
+                    if source not in node.input:            # the final Div ends the chain
+                        frontier.extend(node.output)
+        names.extend(node.name for node in chain)
+    return names
+
+
 def quantize_onnx(fp32_path, int8_path, image_paths, input_shape, letterbox_image):
     """Write ``int8_path``: ``fp32_path`` statically quantized with ranges from ``image_paths``."""
     require_onnxruntime_quantization()
@@ -52,5 +76,6 @@ def quantize_onnx(fp32_path, int8_path, image_paths, input_shape, letterbox_imag
         partial = os.path.join(tmp, "int8.onnx")
         quantize_static(prepared, partial, Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
                         activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                        calibrate_method=CalibrationMethod.MinMax)
+                        calibrate_method=CalibrationMethod.MinMax,
+                        nodes_to_exclude=mish_node_names(onnx.load(prepared).graph))
         os.replace(partial, int8_path)         # the finished file only: an interrupted run leaves none
