@@ -32,7 +32,7 @@ def mish_node_names(graph):
     """Names of the nodes of every Mish that ``nets.fuse.onnx_mish`` exported: an ``Exp`` of some ``x`` and the
     nodes after it up to the one that reads ``x`` again (the final ``Div``).
 
-    They stay in float, one dequantize before and one quantize after: quantizing each of their 7 ops separately
+    They stay in float, one dequantize before and one quantize after: quantizing each of their 6 ops separately
     would add a quantize-dequantize pair per op, each costing more than the float op it rounds.
     """
     consumers = {}
