@@ -180,6 +180,7 @@ def test_detect_matches_from_scratch_reference(yolo, files):
 
 @pytest.mark.skipif(shutil.which("g++") is None and shutil.which("c++") is None,
                     reason="torch.compile on CPU needs a C++ compiler")
+@pytest.mark.filterwarnings("ignore:`torch.jit.script_method` is deprecated:DeprecationWarning")   # inside inductor
 def test_compiled_yolo_detects_like_the_reference(files):
     compiled = YOLO(model_path=files["weights"], classes_path=files["classes"], anchors_path=ANCHORS_PATH,
                     input_shape=[64, 64], confidence=0.5, nms_iou=0.3, device="cpu", compile=True)
