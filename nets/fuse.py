@@ -4,11 +4,13 @@ In eval mode ``bn(conv(x)) = gamma * (W x + b - mean) / sqrt(var + eps) + beta``
 convolution with weight ``W * gamma / sqrt(var + eps)`` and a bias, so the BN pass disappears.
 """
 import copy
+import shutil
 
 import torch
 import torch.nn as nn
 
 from nets.CSPdarknet import Mish
+from utils.errors import UserError
 
 
 @torch.no_grad()
@@ -116,4 +118,8 @@ def compiled_inference_model(model):
     repository's 2-core CPU about 1.2x faster than the eager fused forward at 416 px, bench/bench_backends.py).
     Compiles lazily at the first call of each input shape; ``dynamic=False`` keeps one graph per shape.
     """
+    device = next(model.parameters()).device
+    if device.type == "cpu" and not any(shutil.which(name) for name in ("g++", "c++", "clang++")):
+        raise UserError("compile=True needs a C++ compiler on the CPU (inductor builds its kernels with g++): "
+                        "install one (e.g. apt install g++) or leave compile False")
     return torch.compile(model, dynamic=False, options={"freezing": True})

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from nets.fuse import InferenceMish, fuse_conv_bn, inference_model, onnx_mish
+from nets.fuse import InferenceMish, compiled_inference_model, fuse_conv_bn, inference_model, onnx_mish
 from nets.yolo import YoloBody
 from test_utils_bbox import slow_nms
 from utils.errors import UserError
@@ -190,6 +190,12 @@ def test_compiled_yolo_detects_like_the_reference(files):
     expected = reference_detections(files["model"], image, (64, 64), 0.5, 0.3)
     assert got[0].shape == expected[0].shape and len(expected[0]) > 10
     np.testing.assert_allclose(by_position(*got), by_position(*expected), atol=2e-3)
+
+
+def test_compile_without_a_compiler_says_what_to_install(monkeypatch):
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    with pytest.raises(UserError, match="needs a C.. compiler"):
+        compiled_inference_model(inference_model(small_model().eval(), "cpu"))
 
 
 def test_detect_shapes_bounds_and_array_input(yolo, files):
