@@ -150,7 +150,7 @@ def main(config, given=None):
         # map_out text files are written from them, and the metric never reads them back.
         yolo = build_yolo(config, given)
         samples = read_samples(config, yolo.class_names)
-        evaluation = evaluate_model(yolo.net, samples, yolo.decoding, yolo.class_names, yolo.torch_device,
+        evaluation = evaluate_model(yolo.forward_net, samples, yolo.decoding, yolo.class_names, yolo.torch_device,
                                     config["MINOVERLAP"], config["score_threhold"], config["confidence"],
                                     config["nms_iou"], progress=lambda batches: tqdm(batches, desc="detections"))
         write_detection_files(config, samples, evaluation.detections, yolo)

@@ -302,13 +302,13 @@ class YOLO(_Detector):
         self.width_mult, self.depth_mult = width_mult, depth_mult
         self.torch_device = resolve_device(self.device)
         self.net = inference_model(model.eval(), self.torch_device)
-        # The eager self.net stays for ONNX export; the compiled one only runs.
-        self._run_net = compiled_inference_model(self.net) if self.compile else self.net
+        # What runs (detect, get_map): compiled or self.net itself; the eager self.net stays for ONNX export.
+        self.forward_net = compiled_inference_model(self.net) if self.compile else self.net
         print(f"{self.model_path} model, anchors, and classes loaded.")
 
     def _forward(self, images):
         with torch.inference_mode():
-            return self._run_net(images.to(self.torch_device))
+            return self.forward_net(images.to(self.torch_device))
 
     def _detect_tensor(self, images, image_shape):
         with torch.inference_mode():

@@ -184,7 +184,7 @@ def test_detect_matches_from_scratch_reference(yolo, files):
 def test_compiled_yolo_detects_like_the_reference(files):
     compiled = YOLO(model_path=files["weights"], classes_path=files["classes"], anchors_path=ANCHORS_PATH,
                     input_shape=[64, 64], confidence=0.5, nms_iou=0.3, device="cpu", compile=True)
-    assert compiled._run_net is not compiled.net                     # export keeps the eager network
+    assert compiled.forward_net is not compiled.net                   # export keeps the eager network
     image = Image.open(files["image"])
     got = compiled.detect(image)
     expected = reference_detections(files["model"], image, (64, 64), 0.5, 0.3)
