@@ -111,11 +111,10 @@ def inference_model(model, device="cpu"):
     return fused
 
 
-
 def compiled_inference_model(model):
     """``torch.compile`` of an ``inference_model`` for ``torch.inference_mode()`` calls: inductor with the weights
     frozen, so it folds them into prepacked oneDNN convolutions and fuses each Mish into one loop (on this
-    repository's 2-core CPU about 1.2x faster than the eager fused forward at 416 px, bench/bench_backends.py).
+    repository's 2-core CPU 1.1-1.16x faster per image than the eager fused model at 416 px, bench/bench_backends.py).
     Compiles lazily at the first call of each input shape; ``dynamic=False`` keeps one graph per shape.
     """
     device = next(model.parameters()).device
