@@ -17,11 +17,12 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from PIL import Image, ImageDraw, ImageFont
 
-from nets.fuse import compiled_inference_model, inference_model
+from nets.fuse import inference_model
 from utils.atomic import atomic_save_image, atomic_savefig
 from nets.yolo import YoloBody, num_classes_of_state_dict, resolve_scale
 from utils.checkpoint import is_darknet_path, load_state_dict_file
 from utils.errors import UserError
+from utils.inductor import compiled_inference_model
 from utils.darknet import DARKNET_SCALE_X_Y
 from utils.onnx_int8 import quantize_onnx
 from utils.run_metadata import metadata_path, read_metadata

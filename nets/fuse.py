@@ -4,13 +4,11 @@ In eval mode ``bn(conv(x)) = gamma * (W x + b - mean) / sqrt(var + eps) + beta``
 convolution with weight ``W * gamma / sqrt(var + eps)`` and a bias, so the BN pass disappears.
 """
 import copy
-import shutil
 
 import torch
 import torch.nn as nn
 
 from nets.CSPdarknet import Mish
-from utils.errors import UserError
 
 
 @torch.no_grad()
@@ -109,16 +107,3 @@ def inference_model(model, device="cpu"):
     if torch.device(device).type == "cpu":
         fused = fused.to(memory_format=torch.channels_last)
     return fused
-
-
-def compiled_inference_model(model):
-    """``torch.compile`` of an ``inference_model`` for ``torch.inference_mode()`` calls: inductor with the weights
-    frozen, so it folds them into prepacked oneDNN convolutions and fuses each Mish into one loop (on this
-    repository's 2-core CPU 1.1-1.16x faster per image than the eager fused model at 416 px, bench/bench_backends.py).
-    Compiles lazily at the first call of each input shape; ``dynamic=False`` keeps one graph per shape.
-    """
-    device = next(model.parameters()).device
-    if device.type == "cpu" and not any(shutil.which(name) for name in ("g++", "c++", "clang++")):
-        raise UserError("compile=True needs a C++ compiler on the CPU (inductor builds its kernels with g++): "
-                        "install one (e.g. apt install g++) or leave compile False")
-    return torch.compile(model, dynamic=False, options={"freezing": True})

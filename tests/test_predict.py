@@ -13,10 +13,11 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from nets.fuse import InferenceMish, compiled_inference_model, fuse_conv_bn, inference_model, onnx_mish
+from nets.fuse import InferenceMish, fuse_conv_bn, inference_model, onnx_mish
 from nets.yolo import YoloBody
 from test_utils_bbox import slow_nms
 from utils.errors import UserError
+from utils.inductor import compiled_inference_model
 from yolo import YOLO
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
