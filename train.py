@@ -43,10 +43,10 @@ weight_decay = 5e-4                              # L2 on conv weights (BN and bi
 lr_decay_type = "cos"                            # "cos" (warm-up, cosine, flat tail) or "step"
 ema = True                                       # keep an EMA of the weights; used for validation and saved weights
 focal_loss = False                               # focal objectness instead of BCE (its form: the 5 settings below)
-focal_alpha = 0.75                               # focal: weight of positives (1 - alpha: negatives); varifocal: of negatives
-focal_gamma = 1.5                                # focal gamma: down-weights easy examples
+focal_alpha = 0.5                                # focal: weight of positives (1 - alpha: negatives); varifocal: of negatives
+focal_gamma = 0.5                                # focal gamma: down-weights easy examples
 focal_normalize = "positives"                    # focal sum / the "positives" (RetinaNet), or "mean" of counted cells x10 (upstream)
-focal_type = "varifocal"                         # "varifocal" (VarifocalNet) or "focal" (alpha_t * |y - p| ** gamma)
+focal_type = "focal"                             # "varifocal" (VarifocalNet) or "focal" (alpha_t * |y - p| ** gamma)
 obj_target = "auto"                              # positives' objectness target: "binary" 1, "iou" of the predicted box, "auto" (iou with varifocal)
 obj_prior = None                                 # initial objectness probability; None = 8 per 640^2 image or RetinaNet's 0.01
 level_balance = [0.4, 1.0, 4.0]                  # objectness weight of the levels (stride 32, 16, 8), upstream's
