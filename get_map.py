@@ -152,7 +152,8 @@ def main(config, given=None):
         samples = read_samples(config, yolo.class_names)
         evaluation = evaluate_model(yolo.forward_net, samples, yolo.decoding, yolo.class_names, yolo.torch_device,
                                     config["MINOVERLAP"], config["score_threhold"], config["confidence"],
-                                    config["nms_iou"], progress=lambda batches: tqdm(batches, desc="detections"))
+                                    config["nms_iou"], progress=lambda batches: tqdm(batches, desc="detections"),
+                                    nms_agnostic=config["nms_agnostic"])
         write_detection_files(config, samples, evaluation.detections, yolo)
         if config["map_mode"] == 0:
             write_ground_truth(config, samples, yolo.class_names)

@@ -57,6 +57,8 @@ _PER_RUN = ("seed", "save_dir", "resume")
 _NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._=-]*")
 # (key in a run's result, column title) of the figures aggregated over seeds, in table order.
 _SPLIT_METRICS = (("map50", "mAP@0.5"), ("map50_95", "mAP@.5:.95"))
+# The same weights scored with NMS across classes (YOLO's nms_agnostic): what it changes is read per seed.
+_AGNOSTIC_METRICS = (("map50_nms_agnostic", "mAP@0.5"), ("map50_95_nms_agnostic", "mAP@.5:.95"))
 _RESULT_FORMAT = "yolov4-pytorch study run v1"
 _GITIGNORE = ("# written by study.py: weights, checkpoints and run logs stay out of git (result.json and\n"
               "# objectness.npz stay: the tables and plots are rebuilt from them)\n*.pth\n*/seed*/ep*.json\n"
@@ -380,10 +382,12 @@ def evaluate_run(weights_path, sets, settings):
     result = {}
     for split, samples in sets.splits.items():
         metrics = evaluate_model(net, samples, decoding, sets.class_names, sets.device).metrics
+        agnostic = evaluate_model(net, samples, decoding, sets.class_names, sets.device, nms_agnostic=True).metrics
         result[split] = {"map50": metrics["map50"], "map50_95": metrics["map50_95"],
                          "best_f1_threshold": metrics["best_f1"]["threshold"], "best_f1": metrics["best_f1"]["f1"],
                          "ap50": {name: row["ap50"] for name, row in metrics["classes"].items()},
-                         "images": metrics["counts"]["images"]}
+                         "images": metrics["counts"]["images"],
+                         "map50_nms_agnostic": agnostic["map50"], "map50_95_nms_agnostic": agnostic["map50_95"]}
     positives, negatives = objectness_scores(model, sets.val_dataset_for(decoding.input_shape),
                                              sets.loss_for(settings, decoding), sets.device)
     return result, positives, negatives
@@ -478,8 +482,11 @@ def aggregate(config, results):
         summary = {"name": variant["name"], "overrides": {k: v for k, v in variant.items() if k != "name"},
                    "seeds": [r["seed"] for r in runs]}
         for split in ("val", "test"):
-            for key, _ in _SPLIT_METRICS + (("best_f1_threshold", ""),):
-                summary[f"{split}_{key}"] = mean_sd([r[split][key] for r in runs])
+            for key, _ in _SPLIT_METRICS + _AGNOSTIC_METRICS + (("best_f1_threshold", ""),):
+                summary[f"{split}_{key}"] = mean_sd([r[split].get(key) for r in runs])
+            # Paired per seed: same weights, NMS across classes minus class-aware (runs evaluated before have none).
+            summary[f"{split}_map50_nms_agnostic_gain"] = mean_sd(
+                [r[split]["map50_nms_agnostic"] - r[split]["map50"] for r in runs if "map50_nms_agnostic" in r[split]])
         for key in ("mean_obj_pos", "mean_obj_neg", "train_seconds"):
             summary[key] = mean_sd([r[key] for r in runs])
         summaries.append(summary)
@@ -530,7 +537,34 @@ def results_markdown(config, summaries, baseline_name, command, sizes):
         lines.append(f"| {s['name']} | {_mean_sd_cell(s['val_best_f1_threshold'])} | "
                      f"{_mean_sd_cell(s['mean_obj_pos'], 4)} | {_mean_sd_cell(s['mean_obj_neg'], 4)} | "
                      f"{'–' if seconds is None else f'{seconds:.0f} s'} |")
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + agnostic_nms_markdown(summaries)) + "\n"
+
+
+def paired_gain(stats):
+    """``{"diff", "se", "verdict"}`` of per-seed paired differences (``mean_sd`` triple): SE = sd / sqrt(n)."""
+    mean, sd, n = stats
+    if mean is None or sd is None:
+        return {"diff": mean, "se": None, "verdict": "n/a (needs 2+ seeds)"}
+    se = sd / math.sqrt(n)
+    verdict = "tie" if abs(mean) <= 2 * se else ("better" if mean > 0 else "worse")
+    return {"diff": mean, "se": se, "verdict": verdict}
+
+
+def agnostic_nms_markdown(summaries):
+    """Table lines of the same runs scored with NMS across classes, and its paired gain; [] when no run has it."""
+    rows = [s for s in summaries if s["val_map50_nms_agnostic"][0] is not None]
+    if not rows:
+        return []
+    lines = ["", "The same weights with NMS across classes (`nms_agnostic True`); the gain is paired per seed, "
+             "± sd / sqrt(n):", "",
+             "| variant | val mAP@0.5 | test mAP@0.5 | val mAP@.5:.95 | test mAP@.5:.95 | gain val mAP@0.5 "
+             "| gain test mAP@0.5 |", "|" + "---|" * 7]
+    for s in rows:
+        cells = [s["name"], *(_mean_sd_cell(s[f"{split}_{key}"]) for key, _ in _AGNOSTIC_METRICS
+                              for split in ("val", "test")),
+                 *(_diff_cell(paired_gain(s[f"{split}_map50_nms_agnostic_gain"])) for split in ("val", "test"))]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
 
 
 def per_class_markdown(results, class_names):

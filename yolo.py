@@ -170,7 +170,7 @@ class _Detector:
         """Forward + decode + NMS for one preprocessed image; boxes mapped back to ``image_shape``."""
         outputs = self._forward(images)
         detections = detections_from_outputs(outputs, self.decoding, [image_shape], self.confidence,
-                                             self.nms_iou)[0]                           # (k, 6)
+                                             self.nms_iou, self.nms_agnostic)[0]        # (k, 6)
         if not len(detections):
             self._note_calibrated_threshold(outputs)
         return (detections[:, :4].cpu().numpy(), detections[:, 4].cpu().numpy(),
@@ -185,7 +185,7 @@ class _Detector:
                 or self.confidence <= calibrated:
             return
         decoded = decode_outputs(outputs, self.anchors, self.anchors_mask, self.input_shape, self.scale_x_y)
-        found = len(postprocess(decoded, calibrated, self.nms_iou)[0])
+        found = len(postprocess(decoded, calibrated, self.nms_iou, class_agnostic=self.nms_agnostic)[0])
         if found:
             self._calibrated_note_shown = True
             print(f"Note: no boxes at confidence {self.confidence}, but {found} at the calibrated {calibrated:.4g} "
@@ -264,6 +264,9 @@ class YOLO(_Detector):
         "confidence": 0.5,
         # IoU above which NMS drops the lower-scored box of the same class.
         "nms_iou": 0.3,
+        # True: NMS across classes, one box per object when its boxes disagree on the class (yolov5's
+        # --agnostic-nms); objects of different classes overlapping beyond nms_iou then lose one box.
+        "nms_agnostic": False,
         # Resize without distortion (grey borders) instead of stretching: what training validates with
         # (the weights' metadata says which their calibrated threshold was measured with).
         "letterbox_image": LETTERBOX_IMAGE,
@@ -396,7 +399,8 @@ class YOLO_ONNX(_Detector):
     # that predict.py --mode export_onnx writes.
     _defaults = {"onnx_path": "model_data/models.onnx",
                  **{key: YOLO._defaults[key] for key in ("classes_path", "anchors_path", "anchors_mask", "input_shape",
-                                                         "confidence", "nms_iou", "letterbox_image", "scale_x_y")},
+                                                         "confidence", "nms_iou", "nms_agnostic", "letterbox_image",
+                                                         "scale_x_y")},
                  "threads": 0}     # onnxruntime intra-op threads; 0 = its default (one per core)
 
     def generate(self):

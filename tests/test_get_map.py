@@ -74,6 +74,22 @@ def test_full_run_writes_map_out_and_report(dataset, tmp_path):
             assert image.format == "PNG" and min(image.size) > 0
 
 
+def test_nms_across_classes_reaches_the_written_detections(dataset, tmp_path):
+    """A random-weights model gives low-score boxes of all three classes everywhere: with --nms_agnostic True
+    fewer are written, and their classes still vary (batched_nms's own tests check the suppression itself)."""
+    torch.save(randomize_batchnorm(small_model()).state_dict(), tmp_path / "weights.pth")
+    written = {}
+    for agnostic in (False, True):
+        out = tmp_path / f"map_out_{agnostic}"
+        argv = ["--model_path", str(tmp_path / "weights.pth"), "--classes_path", dataset["classes"], "--anchors_path",
+                ANCHORS_PATH, "--input_shape", "[64, 64]", "--VOCdevkit_path", dataset["voc"], "--map_out_path",
+                str(out), "--device", "cpu", "--map_mode", "1", "--nms_agnostic", str(agnostic)]
+        get_map.main(get_map.settings(argv), given=get_map.command_line_names(argv))
+        written[agnostic] = [line.split()[0] for name in sorted(os.listdir(out / "detection-results"))
+                             for line in (out / "detection-results" / name).read_text().splitlines()]
+    assert 0 < len(written[True]) < len(written[False]) and len(set(written[True])) > 1
+
+
 def test_ground_truth_fed_back_as_detections_scores_map_1(dataset):
     base = ["--classes_path", dataset["classes"], "--VOCdevkit_path", dataset["voc"], "--map_out_path", dataset["out"]]
     get_map.main(get_map.settings([*base, "--map_mode", "2"]))

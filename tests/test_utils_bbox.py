@@ -79,6 +79,27 @@ def test_nms_classes_never_suppress_each_other_and_ties_keep_input_order():
     assert batched_nms(boxes, scores, classes, 0.5).tolist() == [3, 0]
 
 
+@pytest.mark.parametrize("seed,n,num_classes,threshold", [(7, 120, 4, 0.3), (8, 90, 3, 0.6)])
+def test_class_agnostic_nms_equals_slow_loop_with_one_class(seed, n, num_classes, threshold, monkeypatch):
+    boxes, scores, classes = random_boxes(n, num_classes, seed)
+    expected = slow_nms(boxes, scores, torch.zeros_like(classes), threshold)
+    assert batched_nms(boxes, scores, classes, threshold, class_agnostic=True).tolist() == expected
+    monkeypatch.setattr(utils_bbox, "_NMS_CHUNK_ELEMENTS", 40)         # the chunked path as well
+    assert batched_nms(boxes, scores, classes, threshold, class_agnostic=True).tolist() == expected
+
+
+def test_class_agnostic_postprocess_keeps_one_box_where_classes_disagree():
+    """Two boxes on one object (IoU 0.81), one scored star-like, one triangle-like: class-aware NMS keeps both,
+    across classes only the higher (0.9 * 0.8 = 0.72 against 0.8 * 0.7 = 0.56)."""
+    rows = torch.tensor([[10.0, 10.0, 50.0, 50.0, 0.9, 0.8, 0.1],
+                         [10.0, 10.0, 46.0, 46.0, 0.8, 0.2, 0.7],
+                         [100.0, 100.0, 120.0, 120.0, 0.6, 0.9, 0.3]])[None]      # (1, 3, 5 + 2)
+    aware = postprocess(rows, 0.1, 0.5)[0]
+    agnostic = postprocess(rows, 0.1, 0.5, class_agnostic=True)[0]
+    assert aware[:, 5].tolist() == [0, 1, 0] and aware[:, 4].tolist() == pytest.approx([0.72, 0.56, 0.54])
+    assert agnostic[:, 5].tolist() == [0, 0] and agnostic[:, 4].tolist() == pytest.approx([0.72, 0.54])
+
+
 def test_nms_empty_input():
     kept = batched_nms(torch.zeros(0, 4), torch.zeros(0), torch.zeros(0, dtype=torch.long), 0.5)
     assert kept.shape == (0,) and kept.dtype == torch.long

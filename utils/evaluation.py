@@ -74,16 +74,17 @@ def fused_net(model, device):
     return inference_model(copy.deepcopy(model).float().eval(), device)
 
 
-def detections_from_outputs(outputs, decoding, image_shapes, confidence, nms_iou):
+def detections_from_outputs(outputs, decoding, image_shapes, confidence, nms_iou, nms_agnostic=False):
     """Head outputs of a batch -> per image a ``(k, 6)`` tensor ``[x1, y1, x2, y2, score, class]`` in the pixels
-    of its original image (``image_shapes``: one ``(h, w)`` per image), highest score first.
+    of its original image (``image_shapes``: one ``(h, w)`` per image), highest score first. ``nms_agnostic``:
+    NMS across classes (see ``batched_nms``).
 
     A box that lies wholly in the letterbox's grey border has no area once clipped to the image: it is dropped
     (it could match nothing and cannot be drawn)."""
     decoded = decode_outputs(outputs, decoding.anchors, decoding.anchors_mask, decoding.input_shape,
                              decoding.scale_x_y)                                     # (B, N, 5 + C)
     results = []
-    for rows, image_shape in zip(postprocess(decoded, confidence, nms_iou), image_shapes):
+    for rows, image_shape in zip(postprocess(decoded, confidence, nms_iou, class_agnostic=nms_agnostic), image_shapes):
         boxes = correct_boxes(rows[:, :4], decoding.input_shape, tuple(image_shape), decoding.letterbox_image)
         visible = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
         results.append(torch.cat([boxes, rows[:, 4:]], dim=1)[visible])
@@ -91,7 +92,7 @@ def detections_from_outputs(outputs, decoding, image_shapes, confidence, nms_iou
 
 
 def detect_samples(net, samples, decoding, device, confidence=EVAL_CONFIDENCE, nms_iou=EVAL_NMS_IOU,
-                   batch_size=EVAL_BATCH_SIZE, progress=None):
+                   batch_size=EVAL_BATCH_SIZE, progress=None, nms_agnostic=False):
     """Detections of ``net`` (a fused inference network) on every sample: a list of float64 ``(k, 6)`` arrays.
 
     ``progress``: an optional callable wrapping the batch iterator (e.g. ``tqdm``)."""
@@ -103,17 +104,19 @@ def detect_samples(net, samples, decoding, device, confidence=EVAL_CONFIDENCE, n
                                                  decoding.letterbox_image)
                                    for sample in samples[start:start + batch_size]))
             images = torch.from_numpy(np.stack(inputs)).to(device)                     # (b, 3, H, W)
-            for rows in detections_from_outputs(net(images), decoding, shapes, confidence, nms_iou):
+            for rows in detections_from_outputs(net(images), decoding, shapes, confidence, nms_iou, nms_agnostic):
                 detections.append(rows.double().cpu().numpy())
     return detections
 
 
 def evaluate_model(net, samples, decoding, class_names, device, min_overlap=0.5, score_threshold=0.5,
-                   confidence=EVAL_CONFIDENCE, nms_iou=EVAL_NMS_IOU, batch_size=EVAL_BATCH_SIZE, progress=None):
+                   confidence=EVAL_CONFIDENCE, nms_iou=EVAL_NMS_IOU, batch_size=EVAL_BATCH_SIZE, progress=None,
+                   nms_agnostic=False):
     """Detect on ``samples`` and score the detections: an ``Evaluation``."""
     if not samples:
         raise DatasetError("the evaluation set has no usable image")
-    detections = detect_samples(net, samples, decoding, device, confidence, nms_iou, batch_size, progress)
+    detections = detect_samples(net, samples, decoding, device, confidence, nms_iou, batch_size, progress,
+                                nms_agnostic)
     return score_detections(samples, detections, class_names, min_overlap, score_threshold)
 
 

@@ -97,17 +97,22 @@ def _greedy_nms_sorted(boxes, classes, iou_threshold, limit):
     return np.asarray(kept, dtype=np.int64)
 
 
-def batched_nms(boxes, scores, classes, iou_threshold, max_det=None):
+def batched_nms(boxes, scores, classes, iou_threshold, max_det=None, class_agnostic=False):
     """Class-aware greedy NMS. Returns the kept indices into ``boxes``, highest score first.
 
     Equal to classic greedy NMS: visit boxes by descending score (ties in input order), keep a box
     unless an already kept box of the same class overlaps it with IoU > ``iou_threshold``.
     Classes never interact: past a few thousand boxes each class is reduced on its own, so no
     IoU is computed across classes; ``max_det`` keeps the best that many overall.
+    ``class_agnostic``: any kept box suppresses, whatever its class (yolov5's ``--agnostic-nms``): one box per
+    object where the classes of an object's boxes disagree, at the cost of objects of different classes that
+    overlap beyond ``iou_threshold``.
 
     Args:
         boxes: ``(n, 4)`` xyxy; scores: ``(n,)``; classes: ``(n,)`` integer labels.
     """
+    if class_agnostic:
+        classes = torch.zeros_like(classes)
     order = torch.sort(scores, descending=True, stable=True).indices
     if not len(order):
         return order
@@ -133,24 +138,25 @@ def _best_class(prediction):
     return class_conf, class_pred, prediction[:, 4] * class_conf
 
 
-def _select(prediction, conf_thres, nms_thres, max_det):
+def _select(prediction, conf_thres, nms_thres, max_det, class_agnostic=False):
     """Row indices of one image's ``(N, 5+C)`` predictions that survive thresholding and NMS."""
     _, class_pred, score = _best_class(prediction)
     candidates = torch.nonzero(score >= conf_thres).squeeze(1)
-    keep = batched_nms(prediction[candidates, :4], score[candidates], class_pred[candidates], nms_thres, max_det)
+    keep = batched_nms(prediction[candidates, :4], score[candidates], class_pred[candidates], nms_thres, max_det,
+                       class_agnostic)
     return candidates[keep]
 
 
-def postprocess(decoded, conf_thres, nms_thres, max_det=300):
+def postprocess(decoded, conf_thres, nms_thres, max_det=300, class_agnostic=False):
     """Detections per image from ``decoded (B, N, 5+C)``: a list of ``(k, 6)`` tensors
     ``[x1, y1, x2, y2, score, class]`` (input pixels), highest score first, ``k <= max_det``.
 
     A box is a candidate when ``objectness * best class probability >= conf_thres`` (as upstream);
-    candidates then go through class-aware NMS at IoU ``nms_thres``.
+    candidates then go through NMS at IoU ``nms_thres``, class-aware unless ``class_agnostic``.
     """
     results = []
     for prediction in decoded:
-        rows = _select(prediction, conf_thres, nms_thres, max_det)
+        rows = _select(prediction, conf_thres, nms_thres, max_det, class_agnostic)
         _, class_pred, score = _best_class(prediction[rows])
         results.append(torch.cat([prediction[rows, :4], score[:, None], class_pred[:, None].float()], dim=1))
     return results
