@@ -27,6 +27,7 @@ mixup_prob = 0.5                                 # probability of MixUp for a Mo
 special_aug_ratio = 0.7                          # Mosaic/MixUp only during this first fraction of the epochs
 scale_range = [0.25, 2.0]                        # random rescale of single-image samples (longer side / input)
 min_box_visible = 0.0                            # drop boxes cropped to less than this fraction of their area; 0 = keep (upstream)
+min_class_visible = 0.0                          # boxes cropped below this fraction of their area stay objects, without a class target
 label_smoothing = 0                              # class targets become y * (1 - ls) + ls / num_classes
 Init_Epoch = 0                                   # first epoch (to continue a run by hand; prefer resume)
 Freeze_Epoch = 50                                # epochs with the backbone frozen (when Freeze_Train)

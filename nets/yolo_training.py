@@ -154,10 +154,12 @@ class YOLOLoss(nn.Module):
             obj_values = self._obj_values(pos, iou, B, A, H, W)                          # (B, A, H, W) or None
             n_total = self._positives_all_levels(boxes_norm, img, B) if self._normalized_by_positives() else None
         loss_conf = self._conf_loss(l, pred[:, :, 4], pos["obj"], ~ignored, obj_values, n_total)
-        cls_target = F.one_hot(target[:, 4].long(), self.num_classes).float()
+        # A box of class -1 (the loader's UNKNOWN_CLASS: a fragment left by a crop) is found, not classified.
+        labelled = w * (target[:, 4] >= 0)
+        cls_target = F.one_hot(target[:, 4].long().clamp(min=0), self.num_classes).float()
         cls_target = cls_target * (1 - self.label_smoothing) + self.label_smoothing / self.num_classes
         cls_bce = F.binary_cross_entropy_with_logits(p[:, 5:], cls_target, reduction="none")
-        loss_cls = (cls_bce * w[:, None]).sum() / (n_pos * self.num_classes).clamp(min=1)
+        loss_cls = (cls_bce * labelled[:, None]).sum() / (labelled.sum() * self.num_classes).clamp(min=1)
 
         loc = loss_loc * self.box_ratio
         cls = loss_cls * self.cls_ratio

@@ -170,6 +170,37 @@ def test_dataset_min_visible_keeps_only_mostly_visible_boxes(scene_lines):
         YoloDataset(scene_lines, min_visible=1.5, **common)
 
 
+def test_min_class_visible_keeps_fragments_as_objects_of_unknown_class():
+    # The visible fractions of the test above: 0.8, 0.5, 0.0625, 1.
+    boxes = np.array([[-10, 10, 40, 30, 0], [90, 60, 110, 80, 1], [-30, -30, 10, 10, 2], [20, 20, 40, 40, 3]],
+                     np.float32)
+    image = np.zeros((80, 100, 3), np.uint8)
+    for min_class_visible, classes in ((0.0, [0, 1, 2, 3]), (0.5, [0, 1, -1, 3]), (0.51, [0, -1, -1, 3]),
+                                       (1.0, [-1, -1, -1, 3])):
+        _, kept = place(image, boxes, 0, 0, (100, 80), 0.0, min_class_visible)
+        assert kept[:, 4].tolist() == classes, min_class_visible
+        assert kept[:, :4].tolist() == [[0, 10, 40, 30], [90, 60, 100, 80], [0, 0, 10, 10], [20, 20, 40, 40]]
+    # Both rules at once: dropped below 0.5, unclassified below 0.9.
+    assert place(image, boxes, 0, 0, (100, 80), 0.5, 0.9)[1][:, 4].tolist() == [-1, -1, 3]
+
+
+def test_dataset_min_class_visible_changes_only_the_class_of_cropped_boxes(scene_lines):
+    common = dict(input_shape=(64, 64), num_classes=3, epoch_length=10, mosaic=True, mixup=False, mosaic_prob=1.0,
+                  mixup_prob=0.0, train=True, seed=3)
+    plain = YoloDataset(scene_lines, **common)
+    marked = YoloDataset(scene_lines, min_class_visible=1.0, **common)
+    unknown = 0
+    for i in range(len(plain)):
+        (image_a, boxes_a), (image_b, boxes_b) = plain[i], marked[i]
+        assert np.array_equal(image_a, image_b) and np.array_equal(boxes_a[:, :4], boxes_b[:, :4])
+        changed = boxes_a[:, 4] != boxes_b[:, 4]
+        assert (boxes_b[changed, 4] == -1).all()
+        unknown += int(changed.sum())
+    assert unknown > 0
+    with pytest.raises(ValueError, match="min_class_visible"):
+        YoloDataset(scene_lines, min_class_visible=-0.1, **common)
+
+
 @pytest.mark.parametrize("seed", range(4))
 def test_mosaic_samples_boxes_cover_their_colours(tmp_path, seed):
     lines = random_scenes(str(tmp_path), 6, np.random.default_rng(seed))

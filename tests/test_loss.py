@@ -89,6 +89,8 @@ def reference_loss(l, out, targets, num_classes, input_shape, label_smoothing=0.
     loc_terms, cls_terms, conf_terms = [], [], []
     for (b, k, j, i), (box, c) in positives.items():
         loc_terms.append(1 - ref_ciou(decoded(b, k, j, i), box))
+        if c < 0:                                     # a box of unknown class: no class term
+            continue
         for n in range(num_classes):
             y = (1.0 if n == c else 0.0) * (1 - label_smoothing) + label_smoothing / num_classes
             cls_terms.append(bce(pred[b, k, j, i, 5 + n], y))
@@ -163,6 +165,27 @@ def test_loss_matches_loop_reference(level, focal, option):
     assert total.item() == pytest.approx(ref[0], rel=1e-5, abs=1e-6)
     for name, value in zip(("loc", "conf", "cls"), ref[1:]):
         assert terms[name].item() == pytest.approx(value, rel=1e-5, abs=1e-6), name
+
+
+@pytest.mark.parametrize("option", ["upstream", "all"])
+def test_boxes_of_unknown_class_train_box_and_objectness_but_no_class(option):
+    """Class -1 (a crop fragment, see min_class_visible) against the loop reference, which leaves such boxes'
+    cells out of the class mean, also where a -1 box wins a cell from a labelled one."""
+    gen = torch.Generator().manual_seed(21)
+    input_shape, C, B, level = (96, 128), 4, 3, 2
+    out = torch.randn(B, 3 * (5 + C), 96 // 8, 128 // 8, generator=gen) * 1.5
+    targets = random_targets(gen, B, 8, C)
+    for t in targets:
+        t[1::2, 4] = -1                                # every second box: the duplicate at 3 wins over box 2
+    loss_kwargs, ref_kwargs = OPTIONS[option]
+    if "scale_x_y" in loss_kwargs:
+        ref_kwargs = {**ref_kwargs, "scale": loss_kwargs["scale_x_y"][level]}
+    ref = reference_loss(level, out, targets, C, input_shape, **ref_kwargs)
+    terms = YOLOLoss(ANCHORS, C, input_shape, **loss_kwargs).forward_with_terms(level, out, targets)[1]
+    for name, value in zip(("loc", "conf", "cls"), ref[1:]):
+        assert terms[name].item() == pytest.approx(value, rel=1e-5, abs=1e-6), name
+    labelled = [t[t[:, 4] >= 0] for t in targets]
+    assert ref[3] != pytest.approx(reference_loss(level, out, labelled, C, input_shape, **ref_kwargs)[3])
 
 
 @pytest.mark.parametrize("option", list(OPTIONS))

@@ -9,6 +9,7 @@ import numpy as np
 
 GREY = 128                  # canvas colour around placed images (upstream's letterbox grey)
 MIN_BOX_SIZE = 1.0          # boxes no wider or taller than this (input pixels) are dropped, as upstream
+UNKNOWN_CLASS = -1          # class id of a box that is an object but whose class is not taught (YOLOLoss skips it)
 
 
 def _lerp(a, b, t):
@@ -68,10 +69,11 @@ def shift_boxes(boxes, dx, dy):
     return boxes + np.array([dx, dy, dx, dy, 0], dtype=np.float32)
 
 
-def clip_boxes(boxes, region, min_visible=0.0):
+def clip_boxes(boxes, region, min_visible=0.0, min_class_visible=0.0):
     """Boxes clipped to ``region``; those left no larger than ``MIN_BOX_SIZE`` either way are dropped, and so
     are those of which less than the fraction ``min_visible`` of their area is left (a fragment of a shape
-    can look like another class: half a star is a triangle)."""
+    can look like another class: half a star is a triangle). Those of which less than ``min_class_visible``
+    is left stay, with class ``UNKNOWN_CLASS``: an object to find whose class the loss does not teach."""
     x0, y0, x1, y1 = region
     area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
     boxes = boxes.copy()
@@ -79,6 +81,7 @@ def clip_boxes(boxes, region, min_visible=0.0):
     boxes[:, [1, 3]] = boxes[:, [1, 3]].clip(y0, y1)
     w, h = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
     keep = (w > MIN_BOX_SIZE) & (h > MIN_BOX_SIZE) & (w * h >= min_visible * area)
+    boxes[w * h < min_class_visible * area, 4] = UNKNOWN_CLASS
     return boxes[keep]
 
 
@@ -107,13 +110,13 @@ def grey_canvas(input_size):
     return np.full((h, w, 3), GREY, dtype=np.uint8)
 
 
-def place(image, boxes, dx, dy, input_size, min_visible=0.0):
+def place(image, boxes, dx, dy, input_size, min_visible=0.0, min_class_visible=0.0):
     """A resized image on a grey canvas of ``input_size`` at offset ``(dx, dy)``, boxes moved and clipped
     (``clip_boxes``)."""
     canvas = grey_canvas(input_size)
     region = (0, 0, *input_size)
     paste(canvas, image, dx, dy, region)
-    return canvas, clip_boxes(shift_boxes(boxes, dx, dy), region, min_visible)
+    return canvas, clip_boxes(shift_boxes(boxes, dx, dy), region, min_visible, min_class_visible)
 
 
 def random_offset(rng, image_size, input_size):
@@ -135,7 +138,7 @@ def mosaic_regions(cut, input_size):
     return [(0, 0, cx, cy), (0, cy, cx, h), (cx, cy, w, h), (cx, 0, w, cy)]
 
 
-def mosaic(tiles, tile_boxes, cut, input_size, min_visible=0.0):
+def mosaic(tiles, tile_boxes, cut, input_size, min_visible=0.0, min_class_visible=0.0):
     """Upstream's Mosaic: four resized images, each with its corner at the split point ``cut`` and reaching
     away from it into its quadrant (cropped there); boxes are moved and clipped to their quadrant
     (``clip_boxes``). As a tile starts at the cut, only the canvas edges actually crop it, as in upstream's
@@ -152,7 +155,7 @@ def mosaic(tiles, tile_boxes, cut, input_size, min_visible=0.0):
         dx = cx - tw if quadrant in (0, 1) else cx        # left quadrants end at the cut
         dy = cy - th if quadrant in (0, 3) else cy        # top quadrants end at the cut
         paste(canvas, tile, dx, dy, region)
-        merged.append(clip_boxes(shift_boxes(boxes, dx, dy), region, min_visible))
+        merged.append(clip_boxes(shift_boxes(boxes, dx, dy), region, min_visible, min_class_visible))
     return canvas, np.concatenate(merged)
 
 

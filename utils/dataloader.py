@@ -171,7 +171,8 @@ class YoloDataset(Dataset):
     ``train=True``: upstream's augmentation (random scale and aspect, placement on grey, flip, HSV; Mosaic
     with ``mosaic_prob``, then MixUp with ``mixup_prob``, both only while ``epoch_now < epoch_length *
     special_aug_ratio``); ``scale_range`` (keyword-only) bounds the random rescale of single-image samples;
-    ``min_visible`` (keyword-only) drops boxes that the augmentation crops to less than that fraction of their area.
+    ``min_visible`` (keyword-only) drops boxes that the augmentation crops to less than that fraction of their area;
+    ``min_class_visible`` keeps those cropped below its fraction with class ``UNKNOWN_CLASS`` (no class target).
     ``train=False``: letterbox only. ``seed`` and ``rank`` (keyword-only) pick the
     random streams; ``set_epoch`` or assigning ``epoch_now`` re-seeds them. Unreadable images are replaced
     by random others: ``skipped`` counts the replacements and ``unreadable_paths()`` lists the files, in the
@@ -180,7 +181,7 @@ class YoloDataset(Dataset):
 
     def __init__(self, annotation_lines, input_shape, num_classes, epoch_length, mosaic, mixup, mosaic_prob,
                  mixup_prob, train, special_aug_ratio=0.7, *, seed=11, rank=0, scale_range=SCALE_RANGE,
-                 min_visible=0.0):
+                 min_visible=0.0, min_class_visible=0.0):
         super().__init__()
         self.input_shape = tuple(int(s) for s in input_shape)
         if len(self.input_shape) != 2 or min(self.input_shape) < 1:
@@ -190,8 +191,9 @@ class YoloDataset(Dataset):
                 raise ValueError(f"{name} must be a probability in [0, 1], got {p}")
         if len(scale_range) != 2 or not 0 < scale_range[0] <= scale_range[1]:
             raise ValueError(f"scale_range must be (low, high) with 0 < low <= high, got {scale_range!r}")
-        if not 0 <= min_visible <= 1:
-            raise ValueError(f"min_visible must be a fraction in [0, 1], got {min_visible!r}")
+        for name, fraction in (("min_visible", min_visible), ("min_class_visible", min_class_visible)):
+            if not 0 <= fraction <= 1:
+                raise ValueError(f"{name} must be a fraction in [0, 1], got {fraction!r}")
         if int(seed) < 0 or int(rank) < 0:
             raise ValueError(f"seed and rank must be non-negative integers, got seed={seed}, rank={rank}")
         self.input_size = self.input_shape[::-1]          # (w, h), the order of the array functions
@@ -202,7 +204,7 @@ class YoloDataset(Dataset):
         self.train = train
         self.special_aug_ratio = special_aug_ratio
         self.scale_range = tuple(float(v) for v in scale_range)
-        self.min_visible = float(min_visible)
+        self.min_visible, self.min_class_visible = float(min_visible), float(min_class_visible)
         self.seed, self.rank = int(seed), int(rank)
         self._paths, self._boxes, self._box_starts = _pack_annotations(annotation_lines, num_classes)
         # Shared memory, so that the main process sees what the workers record and the workers see set_epoch.
@@ -289,7 +291,7 @@ class YoloDataset(Dataset):
         """Upstream's ``get_random_data``: random scale / aspect, flip, random placement on grey, HSV."""
         image, boxes = self._jittered_flipped(index, self.scale_range)
         offset = random_offset(self.rng, image.shape[1::-1], self.input_size)
-        image, boxes = place(image, boxes, *offset, self.input_size, self.min_visible)
+        image, boxes = place(image, boxes, *offset, self.input_size, self.min_visible, self.min_class_visible)
         image = hsv_jitter(image, random_hsv_gains(self.rng, *HSV_GAINS))
         return image, boxes[self.rng.permutation(len(boxes))]
 
@@ -299,7 +301,7 @@ class YoloDataset(Dataset):
         self.rng.shuffle(indices)
         cut = mosaic_cut(self.rng, self.input_size)
         tiles, tile_boxes = zip(*(self._jittered_flipped(i, MOSAIC_SCALE_RANGE) for i in indices))
-        image, boxes = mosaic(tiles, tile_boxes, cut, self.input_size, self.min_visible)
+        image, boxes = mosaic(tiles, tile_boxes, cut, self.input_size, self.min_visible, self.min_class_visible)
         image = hsv_jitter(image, random_hsv_gains(self.rng, *HSV_GAINS))
         return image, boxes[self.rng.permutation(len(boxes))]
 

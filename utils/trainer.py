@@ -382,7 +382,7 @@ class _Phase:
         common = dict(input_shape=cfg.input_shape, num_classes=num_classes, epoch_length=cfg.UnFreeze_Epoch,
                       mosaic=cfg.mosaic, mixup=cfg.mixup, mosaic_prob=cfg.mosaic_prob, mixup_prob=cfg.mixup_prob,
                       special_aug_ratio=cfg.special_aug_ratio, seed=cfg.seed, rank=rank, scale_range=cfg.scale_range,
-                      min_visible=cfg.min_box_visible)
+                      min_visible=cfg.min_box_visible, min_class_visible=cfg.min_class_visible)
         self.train_dataset = YoloDataset(train_lines, train=True, **common)
         self.val_dataset = YoloDataset(val_lines, train=False, **common)
         self.frozen = None
