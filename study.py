@@ -57,8 +57,11 @@ _PER_RUN = ("seed", "save_dir", "resume")
 _NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._=-]*")
 # (key in a run's result, column title) of the figures aggregated over seeds, in table order.
 _SPLIT_METRICS = (("map50", "mAP@0.5"), ("map50_95", "mAP@.5:.95"))
-# The same weights scored with NMS across classes (YOLO's nms_agnostic): what it changes is read per seed.
-_AGNOSTIC_METRICS = (("map50_nms_agnostic", "mAP@0.5"), ("map50_95_nms_agnostic", "mAP@.5:.95"))
+# Where the mAP goes: the class-agnostic AP@0.5 (every detection given the right class: the mAP's ceiling if only
+# the class were wrong) and the same weights scored with NMS across classes (YOLO's nms_agnostic).
+_AGNOSTIC_METRICS = (("class_agnostic_ap50", "class-agnostic AP@0.5"),
+                     ("map50_nms_agnostic", "mAP@0.5, NMS across classes"),
+                     ("map50_95_nms_agnostic", "mAP@.5:.95, NMS across classes"))
 _RESULT_FORMAT = "yolov4-pytorch study run v1"
 _GITIGNORE = ("# written by study.py: weights, checkpoints and run logs stay out of git (result.json and\n"
               "# objectness.npz stay: the tables and plots are rebuilt from them)\n*.pth\n*/seed*/ep*.json\n"
@@ -374,6 +377,7 @@ def objectness_scores(model, dataset, loss, device, batch_size=8):
 def evaluate_run(weights_path, sets, settings):
     """Validation and test metrics of one run's weights, and its objectness split (by the assignment of the run's
     ``settings``) on the validation set."""
+    from utils.error_breakdown import class_agnostic_map
     from utils.evaluation import evaluate_model, fused_net
 
     decoding = sets.decoding_for(weights_path)
@@ -381,13 +385,17 @@ def evaluate_run(weights_path, sets, settings):
     net = fused_net(model, sets.device)
     result = {}
     for split, samples in sets.splits.items():
-        metrics = evaluate_model(net, samples, decoding, sets.class_names, sets.device).metrics
+        evaluation = evaluate_model(net, samples, decoding, sets.class_names, sets.device)
+        metrics = evaluation.metrics
+        merged = class_agnostic_map({i: sample.ground_truth for i, sample in enumerate(samples)},
+                                    dict(enumerate(evaluation.detections)))
         agnostic = evaluate_model(net, samples, decoding, sets.class_names, sets.device, nms_agnostic=True).metrics
         result[split] = {"map50": metrics["map50"], "map50_95": metrics["map50_95"],
                          "best_f1_threshold": metrics["best_f1"]["threshold"], "best_f1": metrics["best_f1"]["f1"],
                          "ap50": {name: row["ap50"] for name, row in metrics["classes"].items()},
                          "images": metrics["counts"]["images"],
-                         "map50_nms_agnostic": agnostic["map50"], "map50_95_nms_agnostic": agnostic["map50_95"]}
+                         "class_agnostic_ap50": merged, "map50_nms_agnostic": agnostic["map50"],
+                         "map50_95_nms_agnostic": agnostic["map50_95"]}
     positives, negatives = objectness_scores(model, sets.val_dataset_for(decoding.input_shape),
                                              sets.loss_for(settings, decoding), sets.device)
     return result, positives, negatives
@@ -555,12 +563,13 @@ def agnostic_nms_markdown(summaries):
     rows = [s for s in summaries if s["val_map50_nms_agnostic"][0] is not None]
     if not rows:
         return []
-    lines = ["", "The same weights with NMS across classes (`nms_agnostic True`); the gain is paired per seed, "
-             "± sd / sqrt(n):", "",
-             "| variant | val mAP@0.5 | test mAP@0.5 | val mAP@.5:.95 | test mAP@.5:.95 | gain val mAP@0.5 "
-             "| gain test mAP@0.5 |", "|" + "---|" * 7]
+    lines = ["", "Where the mAP goes: the class-agnostic AP@0.5 (all classes merged: the mAP if every detection had "
+             "the right class) and the same weights with NMS across classes (`nms_agnostic True`), whose gain is "
+             "paired per seed, ± sd / sqrt(n):", "",
+             "| variant | val class-agnostic AP@0.5 | test class-agnostic AP@0.5 | val mAP@0.5, NMS across classes "
+             "| test mAP@0.5, NMS across classes | gain val mAP@0.5 | gain test mAP@0.5 |", "|" + "---|" * 7]
     for s in rows:
-        cells = [s["name"], *(_mean_sd_cell(s[f"{split}_{key}"]) for key, _ in _AGNOSTIC_METRICS
+        cells = [s["name"], *(_mean_sd_cell(s[f"{split}_{key}"]) for key, _ in _AGNOSTIC_METRICS[:2]
                               for split in ("val", "test")),
                  *(_diff_cell(paired_gain(s[f"{split}_map50_nms_agnostic_gain"])) for split in ("val", "test"))]
         lines.append("| " + " | ".join(cells) + " |")
