@@ -545,7 +545,7 @@ def results_markdown(config, summaries, baseline_name, command, sizes):
         lines.append(f"| {s['name']} | {_mean_sd_cell(s['val_best_f1_threshold'])} | "
                      f"{_mean_sd_cell(s['mean_obj_pos'], 4)} | {_mean_sd_cell(s['mean_obj_neg'], 4)} | "
                      f"{'–' if seconds is None else f'{seconds:.0f} s'} |")
-    return "\n".join(lines + agnostic_nms_markdown(summaries)) + "\n"
+    return "\n".join(lines + where_map_goes_markdown(summaries)) + "\n"
 
 
 def paired_gain(stats):
@@ -558,8 +558,9 @@ def paired_gain(stats):
     return {"diff": mean, "se": se, "verdict": verdict}
 
 
-def agnostic_nms_markdown(summaries):
-    """Table lines of the same runs scored with NMS across classes, and its paired gain; [] when no run has it."""
+def where_map_goes_markdown(summaries):
+    """Table lines of where the mAP goes: class-agnostic AP and the mAP with NMS across classes with its paired
+    gain; [] when no run was scored for them (runs evaluated before these metrics existed)."""
     rows = [s for s in summaries if s["val_map50_nms_agnostic"][0] is not None]
     if not rows:
         return []

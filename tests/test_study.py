@@ -250,14 +250,15 @@ def test_nms_across_classes_is_compared_per_seed_by_hand():
     assert gain["diff"] == pytest.approx(0.12) and gain["se"] == pytest.approx(0.02 / 3 ** 0.5)
     assert gain["verdict"] == "better" and summaries[0]["val_map50_nms_agnostic"][0] == pytest.approx(0.72)
     # Scores 0.70, 0.62, 0.84: sd sqrt((0.02² + 0.10² + 0.12²) / 2) = 0.111.
-    table = study.agnostic_nms_markdown(summaries)
+    table = study.where_map_goes_markdown(summaries)
     assert "| recipe | 0.900 ± 0.000 | 0.900 ± 0.000 | 0.720 ± 0.111 | 0.720 ± 0.111 | +0.120 ± 0.012 (better) |" \
         in "\n".join(table)
     # Gains 0.10, -0.10, 0.03: mean 0.01, a tie; runs scored before the metric existed give no table.
     summaries, _ = study.aggregate(config, [run(11, 0.6, 0.7), run(12, 0.6, 0.5), run(13, 0.6, 0.63)])
     assert study.paired_gain(summaries[0]["val_map50_nms_agnostic_gain"])["verdict"] == "tie"
     summaries, _ = study.aggregate(config, [run(11, 0.6, 0.7, False), run(12, 0.5, 0.6, False)])
-    assert summaries[0]["val_map50_nms_agnostic"] == (None, None, 0) and study.agnostic_nms_markdown(summaries) == []
+    assert summaries[0]["val_map50_nms_agnostic"] == (None, None, 0)
+    assert study.where_map_goes_markdown(summaries) == []
 
 
 def test_sweep_is_a_cartesian_product_with_readable_names():
