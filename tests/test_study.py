@@ -216,6 +216,21 @@ def test_settings_a_run_did_not_use_are_not_compared(monkeypatch):
     study.check_same_run(focal, {"focal_loss": True, "focal_type": "focal", "focal_gamma": 2}, "focal/result.json")
 
 
+def test_a_copied_study_folder_is_the_same_run():
+    # save_dir is where the run lies, not how it trained: a run copied into another study is reused, and a real
+    # difference beside it is still refused.
+    defaults = study.train_defaults()
+    run = {"train_config": {**defaults, "save_dir": "old_study/recipe/seed11", "seed": 11},
+           "settings": {"save_dir": "old_study/recipe/seed11", "seed": 11}}
+    study.check_same_run(run, {"save_dir": "new_study/recipe/seed11", "seed": 11}, "r.json")
+    with pytest.raises(UserError, match=r"seed: 11 then, 12 now"):
+        study.check_same_run(run, {"save_dir": "new_study/recipe/seed11", "seed": 12}, "r.json")
+    old_format = {"settings": run["settings"]}                     # a result without train_config
+    study.check_same_run(old_format, {"save_dir": "elsewhere", "seed": 11}, "r.json")
+    with pytest.raises(UserError, match="seed"):
+        study.check_same_run(old_format, {"save_dir": "elsewhere", "seed": 12}, "r.json")
+
+
 def test_auto_objectness_target_is_iou_for_varifocal_only():
     from nets.yolo_training import resolve_obj_target
 
