@@ -43,6 +43,7 @@ momentum = 0.937                                 # SGD momentum / Adam beta1
 weight_decay = 5e-4                              # L2 on conv weights (BN and biases excluded); use 0 with adam
 lr_decay_type = "cos"                            # "cos" (warm-up, cosine, flat tail) or "step"
 ema = True                                       # keep an EMA of the weights; used for validation and saved weights
+ema_tau = 2000                                   # EMA warm-up in optimizer steps: decay 0.9999 * (1 - exp(-steps / tau))
 focal_loss = False                               # focal objectness instead of BCE (its form: the 5 settings below)
 focal_alpha = 0.5                                # focal: weight of positives (1 - alpha: negatives); varifocal: of negatives
 focal_gamma = 0.5                                # focal gamma: down-weights easy examples

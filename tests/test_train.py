@@ -223,6 +223,7 @@ def test_two_process_torchrun_on_cpu(tmp_path, lists):
     ("lr_limits", 1e-3, "lr_limits must be None"),
     ("iou_thresh", 1.5, "iou_thresh must be None or within (0, 1)"),
     ("nominal_batch_size", -1, "nominal_batch_size must be 0 (off)"),
+    ("ema_tau", 0, "ema_tau must be a positive number"),
 ])
 def test_bad_training_setting_is_named(name, value, words):
     from types import SimpleNamespace
@@ -236,3 +237,18 @@ def test_bad_training_setting_is_named(name, value, words):
     with pytest.raises(UserError) as err:
         _check_settings(cfg)
     assert words in str(err.value)
+
+
+def test_ema_tau_reaches_the_average(tmp_path, lists):
+    # A tau of 1e-9 decays 0.9999 from the first step: the average barely leaves the initial weights. A tau of
+    # 1e9 averages nothing: the average is the model. So the setting must reach ModelEMA for both to hold.
+    gaps = {}
+    for tau in ("1e-9", "1e9"):
+        save = tmp_path / f"tau{tau}"
+        result = run_train([*TINY, *lists, "--UnFreeze_Epoch", "1", "--mosaic", "False", "--eval_flag", "False",
+                            "--ema_tau", tau, "--save_dir", str(save)])
+        assert result.returncode == 0, result.stderr[-3000:]
+        state = torch.load(save / "last_checkpoint.pth", map_location="cpu", weights_only=True)
+        model, ema = state["model"], state["ema"]["ema"]
+        gaps[tau] = max((model[k] - ema[k]).abs().max().item() for k in model if model[k].is_floating_point())
+    assert gaps["1e9"] < 1e-6 < 1e-4 < gaps["1e-9"], gaps

@@ -145,7 +145,7 @@ def _build_run(cfg, state, rank, world_size, device, main_process):
     run.decoding = Decoding(run.anchors, tuple(map(tuple, cfg.anchors_mask)), tuple(cfg.input_shape),
                             LETTERBOX_IMAGE, tuple(run.loss_fn.scale_x_y))
     run.model_train = _wrap_for_training(run.model, cfg, device)
-    run.ema = ModelEMA(run.model) if cfg.ema else None
+    run.ema = ModelEMA(run.model, tau=cfg.ema_tau) if cfg.ema else None
     run.scaler = torch.amp.GradScaler("cuda", enabled=cfg.fp16 and device.type == "cuda")
     run.phase = _Phase(cfg, run.model, train_lines, val_lines, run.num_classes, world_size, rank, main_process)
     first_lr = run.phase.configure(cfg.Freeze_Train and state.epoch < cfg.Freeze_Epoch)
@@ -269,6 +269,8 @@ def _check_settings(cfg):
         raise UserError(f"lr_limits must be None (upstream's) or [max, min] with 0 < min <= max, got {cfg.lr_limits!r}")
     if not isinstance(cfg.nominal_batch_size, int) or cfg.nominal_batch_size < 0:
         raise UserError(f"nominal_batch_size must be 0 (off) or a number of images, got {cfg.nominal_batch_size!r}")
+    if not isinstance(cfg.ema_tau, (int, float)) or cfg.ema_tau <= 0:
+        raise UserError(f"ema_tau must be a positive number of optimizer steps, got {cfg.ema_tau!r}")
 
 
 def _resume_state(cfg, argv, device):
