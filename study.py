@@ -198,11 +198,15 @@ def effective_settings(settings):
 _FOCAL_ONLY = ("focal_alpha", "focal_gamma", "focal_normalize", "focal_type", "focal_loss_ratio")
 
 
+def _without_location(settings):
+    """``settings`` without ``save_dir``: where a run is stored does not change how it trained."""
+    return {k: v for k, v in settings.items() if k != "save_dir"}
+
+
 def training_settings(config):
     """``config`` without what cannot change how a run trains: where it is saved (a study folder may be copied
     or moved); the focal settings of a run without focal loss; ``obj_target`` as it resolves (``"auto"``)."""
-    config = dict(config)
-    config.pop("save_dir", None)
+    config = _without_location(config)
     if "obj_target" in config:
         config["obj_target"] = resolve_obj_target(config["obj_target"], config.get("focal_loss"),
                                                   config.get("focal_type", "focal"))
@@ -220,7 +224,7 @@ def check_same_run(result, settings, result_path):
     compared by their overrides only."""
     if result.get("train_config") is None:
         recorded, current = result["settings"], json.loads(json.dumps(settings))
-        recorded, current = ({k: v for k, v in d.items() if k != "save_dir"} for d in (recorded, current))
+        recorded, current = _without_location(recorded), _without_location(current)
         names = sorted(set(recorded) ^ set(current) | {k for k in recorded if recorded[k] != current.get(k)})
     else:
         recorded = training_settings(result["train_config"])
