@@ -343,14 +343,15 @@ class EvaluationSets:
 
 def load_model(weights_path, anchors_mask, num_classes, device):
     """The YoloBody a weights file describes (its scale read from the tensor shapes), in eval mode."""
-    from nets.yolo import YoloBody, resolve_scale
+    from nets.yolo import YoloBody, has_decoupled_head, resolve_scale
     from utils.checkpoint import load_state_dict_file
     from utils.run_metadata import read_metadata
 
     state_dict = load_state_dict_file(weights_path)
     meta = read_metadata(weights_path)
     width_mult, depth_mult = resolve_scale(meta.get("width_mult"), meta.get("depth_mult"), state_dict)
-    model = YoloBody(anchors_mask, num_classes, width_mult=width_mult, depth_mult=depth_mult)
+    model = YoloBody(anchors_mask, num_classes, width_mult=width_mult, depth_mult=depth_mult,
+                     decoupled_head=has_decoupled_head(state_dict))
     model.load_state_dict(state_dict)
     return model.to(device).eval()
 

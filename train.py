@@ -17,6 +17,7 @@ pretrained = False                               # backbone weights from model_d
 input_shape = [416, 416]                         # network input (h, w); multiples of 32
 width_mult = None                                # channel multiplier; None = 1.0 or what model_path's shapes imply
 depth_mult = None                                # residual-block multiplier; None = 1.0 or from model_path
+decoupled_head = False                           # classes get a branch of their own in each head (YOLOX); other head keys
 device = "auto"                                  # "auto" (CUDA when available, else CPU), "cpu", "cuda", "cuda:1"
 fp16 = False                                     # mixed precision (autocast + GradScaler) on CUDA
 seed = 11                                        # seeds initialisation, shuffling and augmentation

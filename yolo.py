@@ -19,7 +19,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from nets.fuse import inference_model
 from utils.atomic import atomic_save_image, atomic_savefig
-from nets.yolo import YoloBody, num_classes_of_state_dict, resolve_scale
+from nets.yolo import YoloBody, has_decoupled_head, num_classes_of_state_dict, resolve_scale
 from utils.checkpoint import is_darknet_path, load_state_dict_file
 from utils.errors import UserError
 from utils.inductor import compiled_inference_model
@@ -297,7 +297,8 @@ class YOLO(_Detector):
         if file_classes != self.num_classes:
             raise UserError(f"class count mismatch: weights {self.model_path} predict {file_classes} classes "
                              f"but classes file {self.classes_path} lists {self.num_classes}")
-        model = YoloBody(self.anchors_mask, self.num_classes, width_mult=width_mult, depth_mult=depth_mult)
+        model = YoloBody(self.anchors_mask, self.num_classes, width_mult=width_mult, depth_mult=depth_mult,
+                         decoupled_head=has_decoupled_head(state_dict))
         try:
             model.load_state_dict(state_dict)
         except RuntimeError as err:

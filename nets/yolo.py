@@ -70,6 +70,48 @@ def yolo_head(filters_list, in_filters):
     return nn.Sequential(conv2d(in_filters, filters_list[0], 3), nn.Conv2d(filters_list[0], filters_list[1], 1))
 
 
+class DecoupledHead(nn.Module):
+    """A YOLO head whose classes get a branch of their own (YOLOX's decoupled head, lighter).
+
+    ``box`` is upstream's head predicting ``[tx, ty, tw, th, obj]`` per anchor; ``cls`` is two 3x3 conv-BN-leaky
+    layers at the input width and a 1x1 class prediction. In the coupled head one 3x3 layer serves box, objectness
+    and class, and objectness gradients dominate it. ``forward(x: (B, in, H, W))`` returns
+    ``(B, A*(5+C), H, W)`` in the coupled head's channel order, so loss and decoding are unchanged.
+    """
+
+    def __init__(self, in_filters, mid_filters, num_anchors, num_classes):
+        super().__init__()
+        self.num_anchors, self.num_classes = num_anchors, num_classes
+        self.box = yolo_head([mid_filters, num_anchors * 5], in_filters)
+        self.cls = nn.Sequential(conv2d(in_filters, in_filters, 3), conv2d(in_filters, in_filters, 3),
+                                 nn.Conv2d(in_filters, num_anchors * num_classes, 1))
+
+    def forward(self, x):
+        box, cls = self.box(x), self.cls(x)
+        B, _, H, W = box.shape
+        A = self.num_anchors
+        # (B, A, 5, H, W) + (B, A, C, H, W) -> (B, A, 5+C, H, W) -> (B, A*(5+C), H, W)
+        return torch.cat([box.view(B, A, 5, H, W), cls.view(B, A, self.num_classes, H, W)], 2).view(B, -1, H, W)
+
+    def prediction_biases(self):
+        """Views ``(A, 5)`` and ``(A, C)`` of the two prediction convs' biases (for prior initialisation)."""
+        return self.box[-1].bias.data.view(self.num_anchors, 5), self.cls[-1].bias.data.view(self.num_anchors, -1)
+
+
+def _make_head(in_filters, mid_filters, num_anchors, num_classes, decoupled):
+    if decoupled:
+        return DecoupledHead(in_filters, mid_filters, num_anchors, num_classes)
+    return yolo_head([mid_filters, num_anchors * (5 + num_classes)], in_filters)
+
+
+def head_biases(head, num_classes):
+    """Views ``(A, 5)`` (box + objectness) and ``(A, C)`` (classes) of a head's prediction biases."""
+    if isinstance(head, DecoupledHead):
+        return head.prediction_biases()
+    bias = head[-1].bias.data.view(-1, 5 + num_classes)
+    return bias[:, :5], bias[:, 5:]
+
+
 class YoloBody(nn.Module):
     """YOLOv4 detector.
 
@@ -77,16 +119,19 @@ class YoloBody(nn.Module):
     each ``(B, len(anchors_mask[i]) * (5 + num_classes), H / s, W / s)``; per anchor the channels
     are ``[tx, ty, tw, th, obj, cls...]``.
 
-    ``width_mult`` / ``depth_mult`` scale channel and residual-block counts (1.0 = YOLOv4).
+    ``width_mult`` / ``depth_mult`` scale channel and residual-block counts (1.0 = YOLOv4). ``decoupled_head``
+    gives the classes a branch of their own in each head (``DecoupledHead``; other ``yolo_head*`` keys).
     """
 
-    def __init__(self, anchors_mask, num_classes, pretrained=False, *, width_mult=1.0, depth_mult=1.0):
+    def __init__(self, anchors_mask, num_classes, pretrained=False, *, width_mult=1.0, depth_mult=1.0,
+                 decoupled_head=False):
         super().__init__()
         self.width_mult, self.depth_mult = float(width_mult), float(depth_mult)
+        self.decoupled_head = bool(decoupled_head)
         self.backbone = darknet53(pretrained, width_mult=width_mult, depth_mult=depth_mult)
         c3, c4, c5 = self.backbone.feature_channels[2:]   # 256, 512, 1024 at full width
         n3, n4, n5 = c3 // 2, c4 // 2, c5 // 2            # neck widths 128, 256, 512
-        out = [len(mask) * (5 + num_classes) for mask in anchors_mask]
+        anchors = [len(mask) for mask in anchors_mask]
 
         self.conv1 = make_three_conv([n5, c5], c5)
         self.SPP = SpatialPyramidPooling()
@@ -99,15 +144,15 @@ class YoloBody(nn.Module):
         self.upsample2 = Upsample(n4, n3)
         self.conv_for_P3 = conv2d(c3, n3, 1)
         self.make_five_conv2 = make_five_conv([n3, c3], 2 * n3)
-        self.yolo_head3 = yolo_head([c3, out[2]], n3)
+        self.yolo_head3 = _make_head(n3, c3, anchors[2], num_classes, decoupled_head)
 
         self.down_sample1 = conv2d(n3, n4, 3, stride=2)
         self.make_five_conv3 = make_five_conv([n4, c4], 2 * n4)
-        self.yolo_head2 = yolo_head([c4, out[1]], n4)
+        self.yolo_head2 = _make_head(n4, c4, anchors[1], num_classes, decoupled_head)
 
         self.down_sample2 = conv2d(n4, n5, 3, stride=2)
         self.make_five_conv4 = make_five_conv([n5, c5], 2 * n5)
-        self.yolo_head1 = yolo_head([c5, out[0]], n5)
+        self.yolo_head1 = _make_head(n5, c5, anchors[0], num_classes, decoupled_head)
 
     def forward(self, x):
         x2, x1, x0 = self.backbone(x)                      # strides 8, 16, 32
@@ -168,8 +213,15 @@ def infer_scale(state_dict):
     return width, depth
 
 
+def has_decoupled_head(state_dict):
+    """Whether a YoloBody ``state_dict`` comes from a network built with ``decoupled_head=True``."""
+    return "yolo_head1.cls.2.weight" in state_dict
+
+
 def num_classes_of_state_dict(state_dict, num_anchors=3):
     """Class count implied by the stride-32 head's output channels."""
+    if has_decoupled_head(state_dict):
+        return state_dict["yolo_head1.cls.2.weight"].shape[0] // num_anchors
     return state_dict["yolo_head1.1.weight"].shape[0] // num_anchors - 5
 
 

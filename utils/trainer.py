@@ -16,7 +16,7 @@ from types import SimpleNamespace
 import torch
 from torch.utils.data import DataLoader, DistributedSampler
 
-from nets.yolo import YoloBody, resolve_scale
+from nets.yolo import YoloBody, head_biases, resolve_scale
 from nets.yolo_training import (FOCAL_NORMALIZATIONS, FOCAL_TYPES, OBJ_TARGETS, YOLOLoss, centre_scales,
                                  get_lr_scheduler, resolve_obj_target, set_optimizer_lr, weights_init)
 from utils import distributed as dist_utils
@@ -210,6 +210,7 @@ def _weights_metadata(cfg, run, epoch, metrics):
     """What inference needs to use a weights file, how it was trained, and its validation results."""
     meta = {"class_names": run.class_names, "anchors": run.anchors.tolist(), "anchors_mask": cfg.anchors_mask,
             "input_shape": cfg.input_shape, "width_mult": cfg.width_mult, "depth_mult": cfg.depth_mult,
+            "decoupled_head": cfg.decoupled_head,
             "focal_loss": cfg.focal_loss, "focal_alpha": cfg.focal_alpha, "focal_gamma": cfg.focal_gamma,
             "focal_normalize": cfg.focal_normalize, "focal_type": cfg.focal_type, "obj_target": cfg.obj_target,
             "scale_x_y": list(run.decoding.scale_x_y), "epoch": epoch, **run.decoding.preprocessing()}
@@ -320,7 +321,7 @@ def _build_model(cfg, num_classes, state):
     cfg.width_mult, cfg.depth_mult = resolve_scale(cfg.width_mult, cfg.depth_mult, shape_source)
     torch.manual_seed(cfg.seed)
     model = YoloBody(cfg.anchors_mask, num_classes, pretrained=cfg.pretrained and not weights,
-                     width_mult=cfg.width_mult, depth_mult=cfg.depth_mult)
+                     width_mult=cfg.width_mult, depth_mult=cfg.depth_mult, decoupled_head=cfg.decoupled_head)
     if not cfg.pretrained:
         weights_init(model)
         init_head_biases(model, cfg.input_shape, num_classes, objectness_prior(cfg))
@@ -345,10 +346,10 @@ def init_head_biases(model, input_shape, num_classes, obj_prior=None):
     p(obj) = 0.5 everywhere.
     """
     for head, stride in ((model.yolo_head1, 32), (model.yolo_head2, 16), (model.yolo_head3, 8)):
-        bias = head[-1].bias.data.view(-1, 5 + num_classes)     # (anchors, 5 + C)
-        bias[:, 4] = (math.log(8 / (640 / stride) ** 2) if obj_prior is None
-                      else math.log(obj_prior / (1 - obj_prior)))
-        bias[:, 5:] = math.log(0.6 / (num_classes - 0.99))
+        box_bias, cls_bias = head_biases(head, num_classes)      # (anchors, 5), (anchors, C)
+        box_bias[:, 4] = (math.log(8 / (640 / stride) ** 2) if obj_prior is None
+                          else math.log(obj_prior / (1 - obj_prior)))
+        cls_bias[:] = math.log(0.6 / (num_classes - 0.99))
 
 
 def _positive_shares(cfg, run, lines, image_sizes):
