@@ -97,6 +97,9 @@ def _train(cfg, rank, world_size, device, main_process, argv):
             print(f"\nInterrupted during epoch {epoch + 1}. Saved {path}; continue with: python train.py --resume True")
         return 130
     _finish(cfg, run)
+    # Ranks tear the process group down together: a Gloo rank whose peer has already closed its sockets
+    # can abort in a background thread (seen once in CI as SIGABRT, "terminate called without an active exception").
+    dist_utils.barrier()
     return 0
 
 
