@@ -48,7 +48,7 @@ ema_tau = 2000                                   # EMA warm-up in optimizer step
 focal_loss = False                               # focal objectness instead of BCE (its form: the 5 settings below)
 focal_alpha = 0.5                                # focal: weight of positives (1 - alpha: negatives); varifocal: of negatives
 focal_gamma = 0.5                                # focal gamma: down-weights easy examples
-focal_normalize = "positives"                    # focal sum / the "positives" (RetinaNet), or "mean" of counted cells x10 (upstream)
+focal_normalize = "positives"                    # focal sum / the "positives" (RetinaNet), "weights" (sum of focal weights), "mean" x10 (upstream)
 focal_type = "focal"                             # "varifocal" (VarifocalNet) or "focal" (alpha_t * |y - p| ** gamma)
 obj_target = "auto"                              # positives' objectness target: "binary" 1, "iou" of the predicted box, "auto" (iou with varifocal)
 obj_prior = None                                 # initial objectness probability; None = 8 per 640^2 image or RetinaNet's 0.01

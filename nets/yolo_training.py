@@ -18,7 +18,7 @@ from nets.boxes import aligned_ciou, aligned_siou, box_iou, cxcywh_to_xyxy, wh_i
 IOU_FUNCTIONS = {"ciou": aligned_ciou, "siou": aligned_siou}
 
 
-FOCAL_NORMALIZATIONS = ("mean", "positives")
+FOCAL_NORMALIZATIONS = ("mean", "positives", "weights")
 OBJ_TARGETS = ("binary", "iou")
 FOCAL_TYPES = ("focal", "varifocal")
 
@@ -201,7 +201,11 @@ class YOLOLoss(nn.Module):
         them and divides by the batch's positives of all levels ``n_total`` (at least 1), times
         ``2 * positive_share[l]`` (the expected positives of all levels per cell of this level): gamma 0, alpha 0.5
         then equals plain BCE when a batch has the expected positives, and the term follows each batch's count of
-        positives as RetinaNet's does.
+        positives as RetinaNet's does. ``'weights'`` divides the focal sum by the sum of the (detached) focal
+        weights of the counted cells: a weighted mean, whose weights sum to the number of counted cells as BCE's
+        do, so the factor moves weight from easy to hard cells instead of shrinking it (the background keeps about
+        BCE's push once most cells are easy); gamma 0 is ``sum(alpha_t * bce) / sum(alpha_t)``, plain BCE exactly at
+        alpha 0.5.
         """
         target = positive.float() if obj_values is None else obj_values
         bce = F.binary_cross_entropy_with_logits(obj_logits, target, reduction="none")
@@ -217,6 +221,10 @@ class YOLOLoss(nn.Module):
                 counted = counted.float()
                 n_pos = (positive.sum() if n_total is None else n_total).float().clamp(min=1)
                 return (bce * counted).sum() / n_pos * (2 * self.positive_share[l])
+            if self.focal_normalize == "weights":
+                counted = counted.float()
+                total_weight = (weight.detach() * counted).sum().clamp(min=torch.finfo(weight.dtype).tiny)
+                return (bce * counted).sum() / total_weight
             bce = bce * self.focal_loss_ratio
         counted = counted.float()
         return (bce * counted).sum() / counted.sum().clamp(min=1)

@@ -32,6 +32,8 @@ def hand_formula(z, positive, counted, y, focal, alpha, gamma, form, normalize, 
         bce = bce * weight
         if normalize == "positives":
             return (bce * counted).sum() / max(int(positive.sum()), 1) * 2 * share
+        if normalize == "weights":
+            return (bce * counted).sum() / (weight.detach() * counted).sum()       # a normalizer, not differentiated
         bce = bce * ratio
     return (bce * counted).sum() / counted.sum()
 
@@ -39,7 +41,9 @@ def hand_formula(z, positive, counted, y, focal, alpha, gamma, form, normalize, 
 FORMS = [("bce", False, "focal", "mean", "binary"), ("focal", True, "focal", "mean", "binary"),
          ("focal_positives", True, "focal", "positives", "binary"), ("soft_focal_iou", True, "focal", "mean", "iou"),
          ("soft_focal_positives", True, "focal", "positives", "iou"), ("bce_iou", False, "focal", "mean", "iou"),
-         ("varifocal", True, "varifocal", "mean", "iou"), ("varifocal_positives", True, "varifocal", "positives", "iou")]
+         ("varifocal", True, "varifocal", "mean", "iou"), ("varifocal_positives", True, "varifocal", "positives", "iou"),
+         ("focal_weights", True, "focal", "weights", "binary"), ("soft_focal_weights", True, "focal", "weights", "iou"),
+         ("varifocal_weights", True, "varifocal", "weights", "iou")]
 
 
 @pytest.mark.parametrize("gamma", [0.0, 1.0, 1.5, 2.0])
@@ -74,6 +78,8 @@ def test_gamma_0_alpha_half_reduces_to_bce_up_to_the_stated_constants():
     # RetinaNet's normalization at the batch's own share of positives: exactly plain BCE.
     assert conf(focal_normalize="positives", positive_share=[own_share] * 3).item() == pytest.approx(plain.item(),
                                                                                                   rel=1e-5)
+    # The weighted mean: plain BCE exactly, whatever the share of positives.
+    assert conf(focal_normalize="weights").item() == pytest.approx(plain.item(), rel=1e-6)
     plain_iou = YOLOLoss(ANCHORS, 2, (160, 160), obj_target="iou")._conf_loss(0, z, positive, counted, iou.float())
     assert conf(obj_target="iou").item() == pytest.approx(5 * plain_iou.item(), rel=1e-6)
     # Varifocal at gamma 0 is the BCE with positives weighted by their IoU target and negatives by alpha.
@@ -112,7 +118,7 @@ def test_iou_targets_come_from_the_predicted_boxes_detached():
 
 
 def test_bad_forms_are_refused():
-    with pytest.raises(ValueError, match="focal_normalize must be one of mean, positives"):
+    with pytest.raises(ValueError, match="focal_normalize must be one of mean, positives, weights"):
         YOLOLoss(ANCHORS, 2, (160, 160), focal_normalize="sum")
     with pytest.raises(ValueError, match="needs positive_share"):
         YOLOLoss(ANCHORS, 2, (160, 160), focal_loss=True, focal_normalize="positives")
@@ -173,3 +179,21 @@ def test_positives_normalization_divides_every_level_by_the_positives_of_all_lev
     negatives = -(0.75 * p ** 2 * torch.log(1 - p)).sum() / 2 * (2 * 0.01)
     expected = negatives * loss_fn.balance[0] * loss_fn.obj_ratio
     assert terms["conf"].item() == pytest.approx(expected.item(), rel=1e-4)
+
+
+@pytest.mark.parametrize("gamma", [0.5, 2.0])
+def test_weights_normalization_keeps_bce_scale_and_moves_the_loss_to_hard_cells(gamma):
+    """Equal cells weigh equally, so the weighted mean is plain BCE at any gamma; a hard negative gets a stronger
+    push than under BCE, an easier one a smaller push."""
+    loss_fn = YOLOLoss(ANCHORS, 2, (160, 160), focal_loss=True, alpha=0.5, gamma=gamma, focal_normalize="weights")
+    plain = YOLOLoss(ANCHORS, 2, (160, 160))
+    negative, counted = torch.zeros(6, dtype=torch.bool), torch.ones(6, dtype=torch.bool)
+    same = torch.full((6,), -2.0)
+    assert loss_fn._conf_loss(0, same, negative, counted).item() == pytest.approx(
+        plain._conf_loss(0, same, negative, counted).item(), rel=1e-6)
+    z = torch.tensor([-4.0, -4.0, -4.0, -4.0, -4.0, 1.0], requires_grad=True)      # one hard negative
+    loss_fn._conf_loss(0, z, negative, counted).backward()
+    focal_grad = z.grad.clone()
+    z.grad = None
+    plain._conf_loss(0, z, negative, counted).backward()
+    assert focal_grad[5] > z.grad[5] and focal_grad[0] < z.grad[0]
