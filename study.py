@@ -458,7 +458,8 @@ def run_one(config, variant, seed, sets, progress):
         result = {"format": _RESULT_FORMAT, "variant": variant["name"], "seed": seed, "settings": settings,
                   "train_config": effective_settings(settings), "command": command,
                   "weights": config["weights_name"], "train_seconds": seconds, "final_losses": final_losses(run_dir),
-                  **evaluation}
+                  # A run repeats exactly only on the same kind of machine with the same thread count.
+                  "torch_threads": torch.get_num_threads(), **evaluation}
     atomic_write(result_path, json.dumps(result, indent=2))
     print(f"    val mAP@0.5 {_cell(metrics['val']['map50'])}, test mAP@0.5 {_cell(metrics['test']['map50'])} "
           f"({seconds:.0f} s training)")

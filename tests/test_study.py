@@ -354,6 +354,7 @@ def test_reevaluate_without_training_rescores_only_the_finished_runs(data, tmp_p
     assert study.main(base) == 0
     path = data["study"] / "mosaic=True" / "seed11" / "result.json"
     first = json.loads(path.read_text())
+    assert first["torch_threads"] == torch.get_num_threads()
     # A record of how the run was trained (e.g. one rebuilt for an older run) must survive the re-evaluation.
     first["train_config"]["focal_alpha"], first["train_config_source"] = 0.25, "rebuilt by hand"
     path.write_text(json.dumps(first))
