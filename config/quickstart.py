@@ -11,5 +11,6 @@ optimizer_type = "adam"
 Init_lr = 8e-3                     # at batch 64; scaled to 1e-3 at batch 8 (Adam's clamp)
 weight_decay = 0
 mixup = False                      # MixUp and strong rescaling slow early learning on 162 images
+special_aug_ratio = 0.5            # Mosaic for the first half only (sample test +0.022 ± 0.005 over 6 seed pairs)
 scale_range = [0.7, 1.3]
 num_workers = 1
