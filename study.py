@@ -65,7 +65,7 @@ _AGNOSTIC_METRICS = (("class_agnostic_ap50", "class-agnostic AP@0.5"),
 _RESULT_FORMAT = "yolov4-pytorch study run v1"
 _GITIGNORE = ("# written by study.py: weights, checkpoints and run logs stay out of git (result.json and\n"
               "# objectness.npz stay: the tables and plots are rebuilt from them)\n*.pth\n*/seed*/ep*.json\n"
-              "*/seed*/loss_*/\n*/seed*/train.log\n")
+              "*/seed*/loss_*/\n*/seed*/train.log\n*/seed*/.run.lock\n")
 
 
 def train_defaults():

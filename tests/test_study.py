@@ -93,6 +93,7 @@ def test_focal_study_runs_each_variant_and_seed_then_continues(data, capsys):
     assert "| bce | focal_loss=False, focal_alpha=0.25, focal_gamma=2 | 2 |" in markdown
     assert "class-agnostic AP@0.5 | test class-agnostic" in markdown and "Per-class test AP@0.5" in markdown
     assert (root / ".gitignore").read_text().count("*.pth") == 1
+    assert "*/seed*/.run.lock" in (root / ".gitignore").read_text().splitlines()   # a running study's lock
     for name in ("map_bars.png", "objectness_bce.png", "objectness_focal_g2_a0.25.png"):
         with Image.open(root / name) as image:
             assert image.format == "PNG"
