@@ -1,4 +1,4 @@
-"""The CPU quick start on the embedded sample set: a small YOLOv4 from scratch at 160 px, about 9 minutes on 2 cores.
+"""The CPU quick start on the embedded sample set: a small YOLOv4 from scratch at 160 px, about 7 minutes on 2 cores.
 python train.py config/quickstart.py   (any --name value after it still applies)"""
 width_mult = 0.25                  # 3.7 M parameters (with the decoupled head) instead of 64 M: learns in minutes on a CPU
 depth_mult = 0.33
