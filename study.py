@@ -430,6 +430,8 @@ def run_one(config, variant, seed, sets, progress):
     result = read_result(result_path)
     if result is not None:
         check_same_run(result, settings, result_path)
+        # A run copied from another study may carry that study's variant name: it counts for the folder it lies in.
+        result = {**result, "variant": variant["name"]}
     if result is not None and not config["reevaluate"]:
         print(f"{progress} done earlier ({result_path})")
         return result

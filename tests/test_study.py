@@ -2,6 +2,7 @@
 statistics by hand, the objectness split against a hand-computed assignment, and command-line errors."""
 import json
 import os
+import shutil
 import sys
 
 import numpy as np
@@ -366,6 +367,19 @@ def test_reevaluate_without_training_rescores_only_the_finished_runs(data, tmp_p
     again = json.loads(path.read_text())
     assert again["val"] == first["val"] and again["train_seconds"] == first["train_seconds"]
     assert again["train_config"] == first["train_config"] and again["train_config_source"] == "rebuilt by hand"
+
+
+def test_a_run_copied_under_another_variant_name_counts_for_its_new_variant(data, tmp_path, monkeypatch):
+    torch.save(YoloBody(MASK, 2, width_mult=0.125, depth_mult=0.33).state_dict(), tmp_path / "weights.pth")
+    monkeypatch.setattr(study, "_TRAIN_SCRIPT", fake_train_script(tmp_path, tmp_path / "weights.pth"))
+    base = [*data["args"], "--input_shape", "[64, 64]", "--seeds", "1"]
+    assert study.main([*base, "--variants", "[{'name': 'old_name', 'mosaic': False}]"]) == 0
+    shutil.copytree(data["study"] / "old_name", data["study"] / "new_name")
+    assert study.main([*base, "--train_runs", "False", "--variants",
+                       "[{'name': 'base', 'mosaic': True}, {'name': 'new_name', 'mosaic': False}]"]) == 0
+    report = json.loads((data["study"] / "results.json").read_text())
+    copied = [v for v in report["variants"] if v["name"] == "new_name"][0]
+    assert copied["val_map50"][2] == 1 and [r["variant"] for r in report["runs"] if r] == ["new_name"]
 
 
 def test_a_run_is_scored_with_the_anchors_and_input_size_it_was_trained_with(data, tmp_path):
