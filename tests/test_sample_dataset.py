@@ -3,10 +3,12 @@ import os
 
 import cv2
 import numpy as np
+import pytest
 from PIL import Image
 
 import voc_annotation
-from tools.make_sample_dataset import sample_files
+from tools.make_sample_dataset import sample_files, write_dataset
+from utils.errors import UserError
 from utils.voc import parse_voc_xml
 from utils.utils import get_classes
 
@@ -103,3 +105,22 @@ def test_conversion_of_the_sample_is_clean(tmp_path, capsys):
     text = capsys.readouterr().out
     assert list(written.values()) == [162, 18]
     assert "problem" not in text and "Skipped difficult objects" in text
+
+
+def test_a_held_out_set_continues_the_stream_and_is_all_test(tmp_path):
+    out = tmp_path / "holdout"
+    write_dataset(str(out), 3, SEED, str(tmp_path / "classes.txt"), first_image=200, trainval_percent=0)
+    main = out / "VOC2007" / "ImageSets" / "Main"
+    assert (main / "test.txt").read_text().split() == ["000201", "000202", "000203"]
+    assert (main / "trainval.txt").read_text().split() == []
+    image_id, jpeg, xml = sample_files(201, SEED)
+    assert (out / "VOC2007" / "JPEGImages" / f"{image_id}.jpg").read_bytes() == jpeg
+    assert (out / "VOC2007" / "Annotations" / f"{image_id}.xml").read_text(encoding="utf-8") == xml
+    # none of them is a shipped image: the shipped set is images 0-199 (ids 000001-000200)
+    assert sorted(os.listdir(os.path.join(VOC, "Annotations")))[-1] == "000200.xml"
+
+
+def test_an_empty_request_is_refused(tmp_path):
+    from tools.make_sample_dataset import write_dataset
+    with pytest.raises(UserError, match="num_images"):
+        write_dataset(str(tmp_path / "none"), 0, SEED, str(tmp_path / "classes.txt"))

@@ -9,7 +9,8 @@ Some images also get a tiny shape marked ``difficult``.
 
 Image ``i`` depends only on ``(seed, i)``: the same seed regenerates byte-identical files, and
 one image can be regenerated on its own (``sample_files``). Writes VOC XML + JPEG files, the
-classes file and the ImageSets split (voc_annotation.py's defaults).
+classes file and the ImageSets split (voc_annotation.py's defaults). A larger test set of the same
+distribution: ``--first_image 200 --num_images 500 --trainval_percent 0 --out <folder>``.
 """
 import io
 import os
@@ -29,7 +30,9 @@ from utils.errors import UserError, run_entry  # noqa: E402
 
 out = 'VOCdevkit'                                 # folder that receives VOC2007/{Annotations,JPEGImages,ImageSets/Main}
 num_images = 200                                  # number of images to generate
+first_image = 0                                   # index of the first; 200 and up: images the shipped set lacks
 seed = 0                                          # image i is drawn from the random stream (seed, i)
+trainval_percent = 0.9                            # share of the images in trainval; 0: all test (a held-out set)
 classes_path = 'model_data/sample_classes.txt'    # where the class names are written
 
 _CLASS_NAMES = ("circle", "square", "triangle", "star")
@@ -276,23 +279,30 @@ def _check_output_folder(xml_dir, ids):
                              f"choose an empty --out or delete them first")
 
 
-def write_dataset(out, num_images, seed, classes_path):
+def write_dataset(out, num_images, seed, classes_path, first_image=0, trainval_percent=0.9):
+    """Images ``first_image ... first_image + num_images - 1`` of stream ``seed`` as a VOC folder, split with
+    voc_annotation's seeded split. The shipped set is images 0-199, so ``first_image 200`` with
+    ``trainval_percent 0`` gives a test set of the same distribution that no shipped image is part of."""
+    if num_images < 1 or first_image < 0:
+        raise UserError(f"num_images must be at least 1 and first_image at least 0, got {num_images} and "
+                        f"{first_image}")
+    indices = range(first_image, first_image + num_images)
     voc_dir = os.path.join(out, "VOC2007")
     xml_dir, jpeg_dir = os.path.join(voc_dir, "Annotations"), os.path.join(voc_dir, "JPEGImages")
-    _check_output_folder(xml_dir, [image_id(i) for i in range(num_images)])
+    _check_output_folder(xml_dir, [image_id(i) for i in indices])
     os.makedirs(xml_dir, exist_ok=True)
     os.makedirs(jpeg_dir, exist_ok=True)
-    for index in range(num_images):
+    for index in indices:
         id_, jpeg, xml = sample_files(index, seed)
         atomic_write(os.path.join(jpeg_dir, f"{id_}.jpg"), jpeg)
         atomic_write(os.path.join(xml_dir, f"{id_}.xml"), xml)
     atomic_write_lines(classes_path, _CLASS_NAMES)
-    split = voc_annotation.split_image_sets(out, voc_annotation.trainval_percent, voc_annotation.train_percent,
-                                            voc_annotation.seed)
+    split = voc_annotation.split_image_sets(out, trainval_percent, voc_annotation.train_percent, voc_annotation.seed)
     print(f"wrote {num_images} images to {voc_dir} and {classes_path}; "
           + ", ".join(f"{name}: {len(ids)}" for name, ids in split.items()))
 
 
 if __name__ == "__main__":
     config = resolve_config(globals(), sys.argv[1:], __file__)
-    run_entry(write_dataset, config["out"], config["num_images"], config["seed"], config["classes_path"])
+    run_entry(write_dataset, config["out"], config["num_images"], config["seed"], config["classes_path"],
+              config["first_image"], config["trainval_percent"])
