@@ -121,6 +121,8 @@ def test_a_held_out_set_continues_the_stream_and_is_all_test(tmp_path):
 
 
 def test_an_empty_request_is_refused(tmp_path):
-    from tools.make_sample_dataset import write_dataset
     with pytest.raises(UserError, match="num_images"):
         write_dataset(str(tmp_path / "none"), 0, SEED, str(tmp_path / "classes.txt"))
+    with pytest.raises(UserError, match="trainval_percent"):
+        write_dataset(str(tmp_path / "none"), 1, SEED, str(tmp_path / "classes.txt"), trainval_percent=2)
+    assert not (tmp_path / "none").exists()

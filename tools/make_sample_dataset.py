@@ -32,7 +32,7 @@ out = 'VOCdevkit'                                 # folder that receives VOC2007
 num_images = 200                                  # number of images to generate
 first_image = 0                                   # index of the first; 200 and up: images the shipped set lacks
 seed = 0                                          # image i is drawn from the random stream (seed, i)
-trainval_percent = 0.9                            # share of the images in trainval; 0: all test (a held-out set)
+trainval_percent = voc_annotation.trainval_percent  # share of the images in trainval; 0: all test (a held-out set)
 classes_path = 'model_data/sample_classes.txt'    # where the class names are written
 
 _CLASS_NAMES = ("circle", "square", "triangle", "star")
@@ -279,13 +279,15 @@ def _check_output_folder(xml_dir, ids):
                              f"choose an empty --out or delete them first")
 
 
-def write_dataset(out, num_images, seed, classes_path, first_image=0, trainval_percent=0.9):
+def write_dataset(out, num_images, seed, classes_path, first_image=0, trainval_percent=voc_annotation.trainval_percent):
     """Images ``first_image ... first_image + num_images - 1`` of stream ``seed`` as a VOC folder, split with
     voc_annotation's seeded split. The shipped set is images 0-199, so ``first_image 200`` with
     ``trainval_percent 0`` gives a test set of the same distribution that no shipped image is part of."""
     if num_images < 1 or first_image < 0:
         raise UserError(f"num_images must be at least 1 and first_image at least 0, got {num_images} and "
                         f"{first_image}")
+    if not 0 <= trainval_percent <= 1:   # checked before any file is written
+        raise UserError(f"trainval_percent must be within [0, 1], got {trainval_percent}")
     indices = range(first_image, first_image + num_images)
     voc_dir = os.path.join(out, "VOC2007")
     xml_dir, jpeg_dir = os.path.join(voc_dir, "Annotations"), os.path.join(voc_dir, "JPEGImages")
