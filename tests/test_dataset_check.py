@@ -1,5 +1,6 @@
 """utils/dataset_check.py on a generated dataset holding one of each bad input."""
 import io
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -8,6 +9,7 @@ from PIL import Image
 from utils.dataset_check import DatasetError, check_boxes, scan_annotation_lines
 from utils.voc import parse_voc_xml
 
+SAMPLE_IMAGES = Path(__file__).resolve().parents[1] / "VOCdevkit" / "VOC2007" / "JPEGImages"
 W, H = 64, 48
 NUM_CLASSES = 3
 
@@ -124,6 +126,26 @@ def test_duplicate_lines_report_an_image_problem_once(tmp_path):
     _, report = scan_annotation_lines([f"{good} 1,1,9,9,0", f"{gray} 1,1,9,9,0", f"{gray} 2,2,9,9,0"], 1)
     assert [p.kind for p in report.problems] == ["converted to RGB"]
     assert report.images_kept == 3
+
+
+@pytest.mark.parametrize("source", ["sample", "small", "at a marker"])
+def test_a_jpeg_cut_to_a_third_is_named_truncated_and_skipped(tmp_path, capsys, source):
+    """A shipped sample image cut to a third (in its pixel data), a flat 677-byte JPEG cut to a third (inside its
+    header: the decoder says "Truncated File Read") or to 20 bytes (the next segment's marker missing, it says
+    "cannot identify image file"): each is named once as truncated and left out of the usable lines."""
+    if source == "sample":
+        data = (SAMPLE_IMAGES / "000001.jpg").read_bytes()
+    else:
+        data = _jpeg_bytes(Image.new("RGB", (W, H), (90, 120, 150)))
+    cut, good = tmp_path / "cut.jpg", tmp_path / "good.jpg"
+    cut.write_bytes(data[:20] if source == "at a marker" else data[: len(data) // 3])
+    good.write_bytes(data)
+    usable, report = scan_annotation_lines([f"{cut} 1,1,20,20,0", f"{good} 1,1,20,20,0", f"{cut} 2,2,20,20,0"], 1)
+    assert usable == [f"{good} 1,1,20,20,0"]
+    assert [(p.file, p.kind) for p in report.problems] == [(str(cut), "truncated image")]
+    assert "truncated" in report.problems[0].reason and report.images_skipped == 2 and report.images_kept == 1
+    report.print()
+    assert len([line for line in capsys.readouterr().out.splitlines() if str(cut) in line]) == 1
 
 
 def test_all_bad_list_raises_a_clear_error(tmp_path):

@@ -1,5 +1,6 @@
 """The error policy: user mistakes get one message and exit 2 in every entry script, bugs keep their traceback;
-one atomic write (unique temporary names, cleanup, a full disk named); the run lock; near-miss suggestions."""
+one atomic write (unique temporary names, cleanup, a full disk named); near-miss suggestions. The run lock is
+tested in test_run_lock.py."""
 import errno
 import json
 import os
@@ -16,7 +17,7 @@ from test_train import TINY, read_csv, run_train
 from utils.atomic import atomic_save, atomic_write
 from utils.config import ConfigError, parse_overrides
 from utils.errors import DiskFullError, UserError, is_user_error, run_entry
-from utils.run_lock import LOCK_NAME, RunLock
+from utils.run_lock import LOCK_NAME
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -140,20 +141,6 @@ def test_disk_full_during_training_names_the_file_and_what_is_intact(tmp_path, l
     monkeypatch.setattr(os, "fsync", real_fsync)
     assert train.main([*argv, "--resume", "True"]) == 0
     assert [int(r["epoch"]) for r in read_csv(save)[0]] == [1, 2, 3]
-
-
-def test_a_second_run_on_a_folder_in_use_is_refused_and_a_stale_lock_taken_over(tmp_path, lists, capsys):
-    save = tmp_path / "logs"
-    with RunLock(str(save)):
-        result = run_train([*TINY, *lists, "--UnFreeze_Epoch", "1", "--save_dir", str(save)])
-    assert result.returncode == 2 and "Traceback" not in result.stderr
-    assert f"is in use by another training run (pid {os.getpid()}" in result.stderr
-    assert not (save / "last_epoch_weights.pth").exists() and not (save / LOCK_NAME).exists()
-    # A lock file left by a killed run (its flock died with it) is taken over with a note.
-    (save / LOCK_NAME).write_text(json.dumps({"pid": 4_000_000, "started": "2026-01-01T00:00:00"}))
-    lock = RunLock(str(save)).acquire()
-    assert "taking over the lock" in capsys.readouterr().out and "pid 4000000" not in (save / LOCK_NAME).read_text()
-    lock.release()
 
 
 def test_a_truncated_checkpoint_is_refused_naming_the_newest_good_weights(tmp_path, lists):

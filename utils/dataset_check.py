@@ -31,6 +31,7 @@ _EXIF_ORIENTATION = 0x0112
 _MODE_NAMES = {"L": "grayscale", "LA": "grayscale+alpha", "1": "1-bit", "P": "palette", "PA": "palette+alpha",
                "RGBA": "RGBA", "CMYK": "CMYK", "YCbCr": "YCbCr", "I": "32-bit integer", "F": "32-bit float"}
 _IMAGE_ERRORS = (OSError, SyntaxError, ValueError, Image.DecompressionBombError)
+_FORMAT_ENDS = ((b"\xff\xd8\xff", b"\xff\xd9"), (b"\x89PNG\r\n\x1a\n", b"IEND\xaeB`\x82"))  # (start, end marker)
 
 
 class DatasetError(UserError):
@@ -121,6 +122,20 @@ def _mode_description(mode):
     return _MODE_NAMES.get(mode, mode)
 
 
+def _ends_early(path):
+    """Whether a file that failed to decode starts as a JPEG or PNG but lacks that format's end marker. A file cut
+    inside its header fails with other messages ("Truncated File Read", "cannot identify image file") than one cut
+    in its pixel data ("image file is truncated"); this names both truncated. Only read on the failure path."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(8)
+            f.seek(-min(os.fstat(f.fileno()).st_size, 12), os.SEEK_END)
+            tail = f.read()
+    except OSError:
+        return False
+    return any(head.startswith(start) and not tail.endswith(end) for start, end in _FORMAT_ENDS)
+
+
 def _unusable(kind, reason):
     return ImageCheck(None, (kind, reason), (), False)
 
@@ -143,8 +158,9 @@ def inspect_image(path):
                 image.draft(None, (max(1, width // 8), max(1, height // 8)))
             image.load()
     except _IMAGE_ERRORS as err:
-        kind = "truncated image" if "truncated" in str(err) else "unreadable image"
-        return _unusable(kind, f"cannot decode image ({err}); image skipped")
+        if "truncated" in str(err).lower() or _ends_early(path):
+            return _unusable("truncated image", f"truncated file: cannot decode image ({err}); image skipped")
+        return _unusable("unreadable image", f"cannot decode image ({err}); image skipped")
     notes = []
     if mode != "RGB":
         notes.append(("converted to RGB", f"{_mode_description(mode)} image ({mode}); converted to RGB"))

@@ -7,9 +7,12 @@ import torch
 from PIL import Image
 
 from utils.errors import UserError
+from utils.paths import resource_path
 
 
 def _read_lines(path, what):
+    """The stripped lines of a ``what`` file; a shipped file (model_data/...) is found from any directory."""
+    path = resource_path(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{what} file not found: {path}")
     with open(path, encoding="utf-8") as f:

@@ -15,14 +15,15 @@ import numpy as np
 
 from utils.annotation import ImageRecord
 from utils.dataset_check import Problem, inverted_reason
+from utils.paths import resource_path
 
 # Image files an id may name, in lookup order (lower and upper case); every one decodes in training too.
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 
 
 def voc_folder(VOCdevkit_path, year, sub):
-    """``<VOCdevkit>/VOC<year>/<sub>``."""
-    return os.path.join(VOCdevkit_path, f"VOC{year}", sub)
+    """``<VOCdevkit>/VOC<year>/<sub>``; the default ``VOCdevkit`` is the shipped sample from any directory."""
+    return os.path.join(resource_path(VOCdevkit_path), f"VOC{year}", sub)
 
 
 def image_set_path(VOCdevkit_path, year, image_set):
