@@ -6,9 +6,10 @@ IMAGE_EXTENSIONS, and every XML and image checked by ``utils.dataset_check`` (pr
 boxes clipped, unusable objects and images skipped). Boxes are written as in the XML (VOC's 1-based corners).
 
 ``--dataset_path`` reads a dataset elsewhere, in ``--dataset_format`` voc (a folder with Annotations/, JPEGImages/
-and maybe its own ImageSets/Main), yolo (images/ + labels/ + data.yaml or classes.txt) or coco (an instances JSON):
-``annotation_mode 0`` splits it with the seed, ``2`` keeps the dataset's own split; the dataset's folder is never
-written to. The lists go to ``lists_dir`` with train, val and test, and for yolo / coco the class names to
+and maybe its own ImageSets/Main), yolo (images/ + labels/ + data.yaml or classes.txt), coco (an instances JSON) or
+yaml (an ultralytics / Roboflow data.yaml, e.g. train/images + valid/images): ``annotation_mode 0`` splits it with
+the seed, ``2`` keeps the dataset's own split; the dataset's folder is never written to. The lists go to
+``lists_dir`` with train, val and test, and for yolo / coco / yaml the class names to
 ``<lists_dir>/dataset_classes.txt``.
 """
 import os
@@ -32,7 +33,7 @@ VOCdevkit_path = 'VOCdevkit'                      # folder holding VOC2007/Annot
 VOCdevkit_sets = [('2007', 'train'), ('2007', 'val')]  # (year, image set) pairs to write training lists for
 lists_dir = '.'                                   # where the training lists '<year>_<set>.txt' are written
 seed = 0                                          # seed of the random trainval/train split
-dataset_format = 'voc'                            # with dataset_path: 'voc', 'yolo' or 'coco'
+dataset_format = 'voc'                            # with dataset_path: 'voc', 'yolo', 'coco' or 'yaml' (a data.yaml)
 dataset_path = ''                                 # '' = VOCdevkit_path/VOC2007 (upstream); else a VOC or YOLO folder or a COCO JSON
 image_dir = ''                                    # COCO: folder of the images; '' = found beside the JSON
 

@@ -1,4 +1,5 @@
-"""Datasets in the formats users have: a VOC folder anywhere, a YOLO txt folder, a COCO JSON.
+"""Datasets in the formats users have: a VOC folder anywhere, a YOLO txt folder, a COCO JSON, an ultralytics /
+Roboflow ``data.yaml``.
 
 ``read_dataset`` turns any of them into ``ImageRecord``s (utils/annotation.py) with the dataset's class names and,
 when it has one, its own split; ``write_dataset_lists`` writes the training lists ``<year>_<set>.txt`` from them
@@ -16,9 +17,10 @@ from utils.coco_json import coco_records
 from utils.dataset_check import DatasetError, DatasetReport, scan_annotation_lines
 from utils.training_lists import report_lists
 from utils.voc import read_split, resolve_voc_dir, voc_records
-from utils.yolo_txt import yolo_records
+from utils.yolo_txt import yaml_records, yolo_records
 
-FORMATS = ("voc", "yolo", "coco")
+# "yaml", not "roboflow": the file is ultralytics' data.yaml, written by Roboflow, ultralytics, CVAT and others alike.
+FORMATS = ("voc", "yolo", "coco", "yaml")
 SPLIT_SETS = ("train", "val", "test")
 
 
@@ -34,7 +36,8 @@ class Dataset:
 def read_dataset(dataset_format, dataset_path, class_names=None, image_dir=""):
     """Read ``dataset_path`` in ``dataset_format`` ("voc": a folder with Annotations/ and JPEGImages/, classes from
     ``class_names``; "yolo": a folder with images/ and labels/; "coco": an instances JSON, images in ``image_dir``
-    or found beside it). Raises ``DatasetError`` when no image is usable."""
+    or found beside it; "yaml": an ultralytics / Roboflow ``data.yaml``, its own split and class names, see
+    utils/data_yaml.py). Raises ``DatasetError`` when no image is usable."""
     report = DatasetReport()
     if dataset_format == "voc":
         if not class_names:
@@ -44,6 +47,8 @@ def read_dataset(dataset_format, dataset_path, class_names=None, image_dir=""):
         names = list(class_names)
     elif dataset_format == "yolo":
         records, names, split = yolo_records(os.path.abspath(dataset_path), report)
+    elif dataset_format == "yaml":
+        records, names, split = yaml_records(dataset_path, report)
     elif dataset_format == "coco":
         records, names = coco_records(dataset_path, report, image_dir)
         split = None

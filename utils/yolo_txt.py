@@ -9,14 +9,17 @@ Layouts (``<root>`` = the dataset path):
 Problems are reported in a ``DatasetReport`` and counted, never fatal: a line without 5 numbers is skipped, a box
 partly outside [0, 1] is clipped, one wholly outside or of zero size is dropped, an unknown class id is dropped, a
 label file without an image is reported, an image without a label file is a background image.
+
+``yaml_records`` reads an ultralytics / Roboflow ``data.yaml`` dataset (utils/data_yaml.py resolves the file) with
+the same label parser.
 """
-import ast
 import os
 
 import numpy as np
 from PIL import Image
 
 from utils.annotation import ImageRecord
+from utils.data_yaml import SPLITS, label_path, read_data_yaml as read_yaml_dataset, read_names, split_images
 from utils.errors import UserError
 from utils.voc import IMAGE_EXTENSIONS
 
@@ -27,47 +30,10 @@ class YoloFormatError(UserError):
     """The folder is not a YOLO dataset this reader understands (no images/, no class names)."""
 
 
-def _yaml_value(text):
-    """A YAML scalar or flow list as Python (``[a, 'b c']``, ``3``, ``name``); no PyYAML needed for these."""
-    text = text.split(" #")[0].strip()
-    if text.startswith("["):
-        items = [item.strip().strip("'\"") for item in text[1:-1].split(",")]
-        return [item for item in items if item]
-    try:
-        return ast.literal_eval(text)
-    except (ValueError, SyntaxError):
-        return text.strip("'\"")
-
-
 def read_data_yaml(path):
-    """Class names from a yolov5/ultralytics ``data.yaml``: ``names: [a, b]``, a block list ``- a``, or a block
-    mapping ``0: a``. Raises ``YoloFormatError`` naming the file when there are none."""
-    names, block = None, None
-    with open(path, encoding="utf-8") as f:
-        for raw in f:
-            line = raw.rstrip()
-            if not line.strip() or line.lstrip().startswith("#"):
-                continue
-            if block is not None and raw[:1] in (" ", "\t", "-"):
-                item = line.strip()
-                if item.startswith("- "):
-                    block.append(str(_yaml_value(item[2:])))
-                elif ":" in item:
-                    key, value = item.split(":", 1)
-                    block.append((int(_yaml_value(key)), str(_yaml_value(value))))
-                continue
-            block = None
-            key, _, value = line.partition(":")
-            if key.strip() == "names":
-                if value.strip():
-                    names = [str(v) for v in _yaml_value(value)]
-                else:
-                    names = block = []
-    if names and isinstance(names[0], tuple):
-        names = [name for _, name in sorted(names)]
-    if not names:
-        raise YoloFormatError(f"{path} has no 'names:' list of class names")
-    return names
+    """Class names (list of str) of a yolov5/ultralytics ``data.yaml``, parsed by utils/data_yaml.py (the one
+    names reader: a list, a mapping ``0: a``, any YAML layout); ``DataYamlError`` naming the file otherwise."""
+    return read_names(path)
 
 
 def class_names_of(root):
@@ -93,7 +59,9 @@ def split_folders(root):
     """``{split: (images folder, labels folder)}``: the split subfolders when there are any, else ``{"": ...}``."""
     images, labels = os.path.join(root, "images"), os.path.join(root, "labels")
     if not os.path.isdir(images):
-        raise YoloFormatError(f"{root} has no images/ folder (a YOLO dataset is images/ + labels/)")
+        hint = "; it has a data.yaml: read it with dataset_format 'yaml'" if any(
+            os.path.isfile(os.path.join(root, n)) for n in ("data.yaml", "data.yml")) else ""
+        raise YoloFormatError(f"{root} has no images/ folder (a YOLO dataset is images/ + labels/){hint}")
     present = [s for s in SPLIT_FOLDERS if os.path.isdir(os.path.join(images, s))]
     if present:
         return {s: (os.path.join(images, s), os.path.join(labels, s)) for s in present}
@@ -177,3 +145,54 @@ def yolo_records(root, report):
         if split_name:
             split[split_name] = ids
     return records, class_names, split or None
+
+
+def _unique_id(split, image_path, taken):
+    """``<split>_<stem>`` (a file name, as the VOC and YOLO readers use), numbered when two images share it."""
+    base = f"{split}_{os.path.splitext(os.path.basename(image_path))[0]}"
+    image_id, number = base, 1
+    while image_id in taken:
+        number += 1
+        image_id = f"{base}_{number}"
+    taken.add(image_id)
+    return image_id
+
+
+def _image_record(image_id, path, num_classes, report):
+    """The ``ImageRecord`` of one image and its label file, or None (reported) when the image is unusable."""
+    if not os.path.isfile(path):
+        report.add(path, "missing image", "listed in the data.yaml's split but not found; image skipped")
+        report.images_skipped += 1
+        return None
+    try:
+        with Image.open(path) as image:
+            width, height = image.size
+    except (OSError, ValueError, Image.DecompressionBombError) as err:
+        report.add(path, "unreadable image", f"cannot read the image size ({err}); image skipped")
+        report.images_skipped += 1
+        return None
+    labels = label_path(path)
+    if os.path.isfile(labels):
+        boxes, classes = parse_label_file(labels, width, height, num_classes, report)
+    else:
+        report.add(path, "no label file", f"no {labels}: kept as a background image (no objects)")
+        boxes, classes = np.zeros((0, 4)), np.zeros(0, dtype=np.int64)
+    return ImageRecord(image_id, path, boxes, classes, np.zeros(len(classes), dtype=bool))
+
+
+def yaml_records(path, report):
+    """``(records, class names, split)`` of a ``data.yaml``: an ``ImageRecord`` per usable image of each split,
+    ``split`` = ``{"train", "val", "test": [image ids]}`` (ids unique over the splits; an image listed in two
+    splits has a record in each). Problems go to ``report`` (utils/dataset_check.py ``DatasetReport``)."""
+    info = read_yaml_dataset(path)
+    for key, note in info.notes:
+        report.add(f"{info.path}: {key}", "data.yaml key not used", note)
+    records, split, taken = [], {}, set()
+    for name in SPLITS:
+        split[name] = []
+        for image_path in split_images(info.sources[name]):
+            record = _image_record(_unique_id(name, image_path, taken), image_path, len(info.names), report)
+            if record is not None:
+                records.append(record)
+                split[name].append(record.image_id)
+    return records, info.names, split
