@@ -18,15 +18,19 @@ from tqdm import tqdm
 from utils.atomic import atomic_save_image, atomic_write
 from utils.config import command_line_names, resolve_config
 from utils.annotation import parse_annotation_line, read_annotation_file
+from utils.data_source import dataset_for, resolve_data
 from utils.datasets import read_dataset
 from utils.error_breakdown import class_agnostic_map, detection_kinds
 from utils.errors import UserError, run_entry
-from utils.evaluation import EVAL_CONFIDENCE, EVAL_NMS_IOU, evaluate_model, samples_from_records, samples_from_voc, score
+from utils.evaluation import (EVAL_CONFIDENCE, EVAL_NMS_IOU, evaluate_model, samples_from_annotation_lines,
+                              samples_from_records, samples_from_voc, score)
+from utils.metrics_table import print_metrics_table
+from utils.run_dirs import latest_run_with, new_run_dir
 from utils.plots import plot_ap_bars, plot_confusion_matrix, plot_pr_curves
 from utils.run_metadata import calibration_fields, metadata_path, read_metadata, write_metadata
 from utils.utils import get_classes
 from utils.utils_map import read_map_txt, write_map_txt
-from yolo import YOLO, draw_detections, open_image
+from yolo import YOLO, draw_detections, newest_weights_if_missing, open_image
 
 map_mode = 0                               # 0 all, 1 detections only, 2 ground truth only, 3 VOC mAP, 4 COCO mAP
 classes_path = "model_data/sample_classes.txt"  # class names, one per line
@@ -35,9 +39,14 @@ confidence = EVAL_CONFIDENCE               # detections kept down to this score,
 nms_iou = EVAL_NMS_IOU                     # NMS IoU for the evaluated detections
 score_threhold = 0.5                       # (upstream's spelling) score where precision/recall/F1 are reported
 map_vis = False                            # also save images with their detections >= score_threhold drawn
+data = ""                                  # the dataset to evaluate: a data.yaml, a VOC or YOLO folder or a COCO JSON (as train.py --data)
+annotation_path = ""                       # or a training-list file to evaluate (ground truth from its lines / XMLs)
+calibrate = False                          # True (with image_set val): store the best-F1 threshold in the weights' metadata (an explicit --image_set val does too)
 VOCdevkit_path = "VOCdevkit"               # dataset root holding VOC2007/
-map_out_path = "map_out"                   # output folder
-image_set = "test"                         # which VOC2007/ImageSets/Main/<image_set>.txt to evaluate
+map_out_path = ""                          # output folder; "" = a new map_out/<name>, map_out/<name>2, ...
+name = "exp"                               # output folder name under map_out/ when map_out_path is ""
+exist_ok = False                           # True: reuse map_out/<name> instead of numbering a new folder
+image_set = "test"                         # which split to evaluate: VOC2007/ImageSets/Main/<image_set>.txt, or --data's list
 dataset_format = "voc"                     # with dataset_path: "voc", "yolo" or "coco" (as voc_annotation.py)
 dataset_path = ""                          # "" = VOCdevkit_path; else the dataset voc_annotation.py converted
 image_dir = ""                             # COCO: folder of the images; "" = found beside the JSON
@@ -57,32 +66,34 @@ def _percent(value):
     return "   n/a" if value is None else f"{100 * value:6.2f}"
 
 
-def print_table(metrics):
-    print(f"{'class':>16} {'AP50':>6} {'AP50:95':>7} {'gt':>6} {'det':>7} {'P':>6} {'R':>6} {'F1':>6}"
-          f"   (P, R, F1 at score >= {metrics['score_threshold']})")
-    for name, row in metrics["classes"].items():
-        print(f"{name:>16} {_percent(row['ap50'])} {_percent(row['ap50_95']):>7} {row['num_gt']:6d} "
-              f"{row['num_det']:7d} {_percent(row['precision'])} {_percent(row['recall'])} {_percent(row['f1'])}")
-    best = metrics["best_f1"]
-    print(f"mAP@{metrics['min_overlap']:g} = {_percent(metrics['map50'])} %   mAP@[.5:.95] = {_percent(metrics['map50_95'])} %   "
-          f"mAP@0.75 = {_percent(metrics['map75'])} %")
-    print(f"best F1 {best['f1']:.3f} at score {best['threshold']} (P {best['precision']:.3f}, R {best['recall']:.3f})")
+# YOLO settings this script always passes (its own values); others only when given on the command line (the class
+# names, input size and anchors then come from the weights' metadata).
+_OWN_YOLO_SETTINGS = ("confidence", "nms_iou")
+_OUTPUT_ROOT = "map_out"
 
 
-# YOLO settings this script always passes (its own values); others only when given on the command line.
-_OWN_YOLO_SETTINGS = ("classes_path", "confidence", "nms_iou")
+def build_yolo(config, given, data_lists=None):
+    """The detector. Weights whose metadata names no classes take ``data_lists``' class file (the dataset's),
+    unless a classes_path is given."""
+    settings = {k: config[k] for k in YOLO._defaults if k in given or k in _OWN_YOLO_SETTINGS}
+    if data_lists is not None and "classes_path" not in settings:
+        settings["model_path"] = newest_weights_if_missing(settings.get("model_path", YOLO._defaults["model_path"]))
+        if not read_metadata(settings["model_path"]).get("class_names"):
+            settings["classes_path"] = data_lists.classes_path
+    return YOLO(**settings)
 
 
-def build_yolo(config, given):
-    return YOLO(**{k: config[k] for k in YOLO._defaults if k in given or k in _OWN_YOLO_SETTINGS})
-
-
-def read_samples(config, class_names):
+def read_samples(config, class_names, data_lists=None):
     """The image set's images with their ground truth (utils/evaluation.py); problems are printed.
 
-    Upstream's layout: ``VOCdevkit_path/VOC2007/ImageSets/Main/<image_set>.txt`` and its XMLs. With
-    ``dataset_path``: the images of ``<lists_dir>/2007_<image_set>.txt`` with the ground truth the dataset's
-    reader gives (VOC difficult and COCO iscrowd boxes are ignored by the mAP)."""
+    Upstream's layout: ``VOCdevkit_path/VOC2007/ImageSets/Main/<image_set>.txt`` and its XMLs. With ``data``
+    (``data_lists``, its resolved lists) or ``dataset_path``: the images of the ``image_set`` list with the ground
+    truth the dataset's reader gives (VOC difficult and COCO iscrowd boxes are ignored by the mAP). With
+    ``annotation_path``: that list's images, ground truth from its lines (or the images' VOC XMLs)."""
+    if data_lists is not None:
+        return _data_samples(config, class_names, data_lists)
+    if config["annotation_path"]:
+        return samples_from_annotation_lines(read_annotation_file(config["annotation_path"]), class_names)
     if not config["dataset_path"]:
         samples, report = samples_from_voc(config["VOCdevkit_path"], config["image_set"], class_names)
         if report.problems:
@@ -95,6 +106,36 @@ def read_samples(config, class_names):
     list_path = os.path.join(config["lists_dir"], f"2007_{config['image_set']}.txt")
     return samples_from_records(dataset.records, [parse_annotation_line(line)[0]
                                                   for line in read_annotation_file(list_path)])
+
+
+def _data_samples(config, class_names, lists):
+    """The samples of ``--data``'s ``image_set`` list (the validation list when the dataset has no test images)."""
+    if lists.class_names != list(class_names):
+        raise UserError(f"the classes of {config['data']} ({', '.join(lists.class_names)}) differ from the model's "
+                        f"({', '.join(class_names)}): these weights were trained on other data or another class order")
+    if config["image_set"] not in ("train", "val", "test"):
+        raise UserError(f"with --data, image_set is train, val or test, got {config['image_set']!r}")
+    list_path = lists.list_path(config["image_set"])
+    if list_path is None:
+        print(f"{config['data']} has no test images: evaluating its validation list instead.")
+        list_path = lists.val
+    print(f"Evaluating {list_path} ({config['image_set']} of {config['data']})")
+    return samples_from_records(dataset_for(lists).records, [parse_annotation_line(line)[0]
+                                                             for line in read_annotation_file(list_path)])
+
+
+def output_path(config):
+    """Where results go: ``map_out_path`` as given, else a new numbered ``map_out/<name>`` (map_mode 3 / 4, which
+    read existing files, take the newest folder that has them)."""
+    if config["map_out_path"]:
+        return config["map_out_path"]
+    if config["map_mode"] in (3, 4):
+        newest = latest_run_with(_OUTPUT_ROOT, "detection-results")
+        if newest is None:
+            raise UserError(f"map_mode {config['map_mode']} scores existing files, and no folder under "
+                            f"{_OUTPUT_ROOT}/ has detection-results/: give --map_out_path")
+        return os.path.dirname(newest)
+    return new_run_dir(_OUTPUT_ROOT, config["name"], config["exist_ok"])
 
 
 def write_detection_files(config, samples, detections, yolo):
@@ -120,7 +161,7 @@ def write_ground_truth(config, samples, class_names):
 
 def report_metrics(config, metrics, result, matrix, class_names):
     write_report(config["map_out_path"], metrics, result, matrix, class_names)
-    print_table(metrics)
+    print_metrics_table(metrics)
     label, key = (("COCO mAP@[.5:.95]", "map50_95") if config["map_mode"] == 4
                   else (f"VOC mAP@{config['MINOVERLAP']:g}", "map50"))
     print(f"{label} = {_percent(metrics[key])} %")
@@ -145,11 +186,14 @@ def main(config, given=None):
     given = set(config) if given is None else given
     if config["map_mode"] not in (0, 1, 2, 3, 4):
         raise UserError(f"--map_mode must be 0, 1, 2, 3 or 4, got {config['map_mode']!r}")
+    data_lists = resolve_data(config["data"], classes_path=config["classes_path"] if "classes_path" in given
+                              else None) if config["data"] else None
+    config = {**config, "map_out_path": output_path(config)}
     if config["map_mode"] in (0, 1):
         # The model's own evaluation: detections computed once, in memory, by utils/evaluation.py; the
         # map_out text files are written from them, and the metric never reads them back.
-        yolo = build_yolo(config, given)
-        samples = read_samples(config, yolo.class_names)
+        yolo = build_yolo(config, given, data_lists)
+        samples = read_samples(config, yolo.class_names, data_lists)
         evaluation = evaluate_model(yolo.forward_net, samples, yolo.decoding, yolo.class_names, yolo.torch_device,
                                     config["MINOVERLAP"], config["score_threhold"], config["confidence"],
                                     config["nms_iou"], progress=lambda batches: tqdm(batches, desc="detections"),
@@ -159,10 +203,11 @@ def main(config, given=None):
             write_ground_truth(config, samples, yolo.class_names)
             report_metrics(config, *evaluation[:3], yolo.class_names)
             print_error_breakdown(config, samples, evaluation.detections)
-            record_calibration(config, evaluation.metrics, evaluation.result, yolo)
+            record_calibration(config, evaluation.metrics, evaluation.result, yolo, wants_calibration(config, given))
     elif config["map_mode"] == 2:
-        class_names, _ = get_classes(config["classes_path"])
-        write_ground_truth(config, read_samples(config, class_names), class_names)
+        class_names = data_lists.class_names if data_lists and "classes_path" not in given \
+            else get_classes(config["classes_path"])[0]
+        write_ground_truth(config, read_samples(config, class_names, data_lists), class_names)
     else:
         # Files written by map_mode 1 / 2 or by another tool: integer pixel boxes, so this can differ slightly
         # from map_mode 0, which scores the float boxes in memory.
@@ -174,27 +219,42 @@ def main(config, given=None):
                                       config["score_threhold"]), class_names)
 
 
-def record_calibration(config, metrics, result, yolo):
-    """Print the best-F1 score threshold; on the validation split also store it (with the val mAP) in
-    model_path's run metadata, where YOLO takes it as the default confidence."""
+def wants_calibration(config, given):
+    """Whether this evaluation may write the weights' metadata: ``--calibrate`` decides when given, else an
+    explicit ``--image_set val`` asks for it (the validation split is what a threshold is calibrated on)."""
+    if "calibrate" in given:
+        return bool(config["calibrate"])
+    return "image_set" in given and config["image_set"] == "val"
+
+
+def record_calibration(config, metrics, result, yolo, store):
+    """Print the best-F1 score threshold; when ``store`` (see ``wants_calibration``), on the validation split,
+    also store it (with the val mAP and what it was measured on) in the weights' run metadata, where YOLO takes
+    it as the default confidence. Evaluation is otherwise read-only on the model."""
     best = metrics["best_f1"]
     if best["threshold"] is None:
         return
-    print(f"Best-F1 score threshold on '{config['image_set']}': {best['threshold']:.4f} (F1 {best['f1']:.3f})")
+    print(f"Best-F1 score threshold on '{config['image_set']}': {best['threshold']:.4f} (F1 {best['f1']:.3f}, "
+          f"{metrics['counts']['ground_truths']} objects in {metrics['counts']['images']} images)")
+    if not store:
+        print("Not stored: evaluation leaves the weights' metadata as it is (--image_set val or --calibrate True "
+              "stores a validation threshold as the weights' default confidence).")
+        return
     if config["image_set"] != "val" or config["MINOVERLAP"] != 0.5:
         print("Not stored in the weights' metadata: only the validation split at MINOVERLAP 0.5 calibrates it (the "
               "test split would leak test labels into the model's settings); evaluate --image_set val to store one.")
         return
-    weights_path = config["model_path"]
+    weights_path = yolo.model_path
     metadata = read_metadata(weights_path)
     if not metadata:
         print(f"Not stored: {metadata_path(weights_path)} does not exist (train.py writes it next to the weights).")
         return
     metadata.pop("format", None)                  # write_metadata adds it back
-    metadata.update(calibration_fields(result, yolo.decoding.preprocessing()),
+    metadata.update(calibration_fields(result, yolo.decoding.preprocessing(), metrics["counts"]["images"]),
                     score_threshold_source=f"get_map.py image_set=val ({metrics['counts']['images']} images)")
-    print(f"Stored in {write_metadata(weights_path, metadata)}: YOLO and predict.py use it as the confidence "
-          f"unless --confidence is given.")
+    reason = "--calibrate True" if config["calibrate"] else "--image_set val given; --calibrate False leaves it as it is"
+    print(f"Stored in {write_metadata(weights_path, metadata)} ({reason}): YOLO and predict.py use it as the "
+          f"confidence unless --confidence is given.")
 
 
 def settings(argv):

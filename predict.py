@@ -3,8 +3,9 @@ to ONNX and run the exported model (upstream's modes).
 
 Every setting below, and every key of ``YOLO._defaults`` (``--model_path``, ``--classes_path``,
 ``--input_shape "[320, 320]"``, ``--confidence 0.3``, ...), can be given on the command line:
+    python predict.py --model_path logs/exp/best_epoch_weights.pth --source street.jpg   (or a folder, video, 0)
     python predict.py --mode predict --image street.jpg --save_path out.png
-    python predict.py --mode dir_predict --dir_origin_path img/ --dir_save_path img_out/
+    python predict.py --mode dir_predict --dir_origin_path img/ --dir_save_path out/
     python predict.py --mode video --video_path clip.mp4 --video_save_path out.mp4
 Without a display (no DISPLAY on Linux, or an OpenCV built without GUI) no window is opened.
 """
@@ -14,17 +15,21 @@ import time
 
 import cv2
 import numpy as np
-from tqdm import tqdm
 
 from utils.annotation import parse_annotation_line, read_annotation_file
 from utils.atomic import atomic_save_image
 from utils.config import command_line_names, resolve_config
 from utils.errors import UserError, run_entry
+from utils.paths import resource_path
+from utils.run_dirs import new_run_dir
 from yolo import YOLO, YOLO_ONNX, open_image
 
+source = ""                                 # an image, a folder of images, a video file or a camera index ("0"): detect on it (any mode below is then not needed)
+name = "exp"                                # results go to a new img_out/<name>, img_out/<name>2, ... (unless save_path / dir_save_path is given)
+exist_ok = False                            # True: reuse img_out/<name> instead of numbering a new folder
 mode = "predict"                            # predict, video, fps, dir_predict, heatmap, export_onnx or predict_onnx
 image = ""                                  # image run once in predict/heatmap mode; "" prompts for names until EOF
-save_path = ""                              # where predict mode saves the --image result; "" = img_out/<image name>
+save_path = ""                              # where predict mode saves the --image result; "" = img_out/<name>/<image name>
 crop = False                                # predict mode: save each box as img_crop/crop_<i>.png
 count = False                               # predict mode: print the number of objects per class
 video_path = "0"                            # video file, or a webcam index such as 0
@@ -33,7 +38,7 @@ video_fps = 25.0                            # frame rate of the saved video
 test_interval = 100                         # fps mode: detections timed
 fps_image_path = "img/shapes_000007.jpg"    # fps mode: image timed
 dir_origin_path = "img/"                    # dir_predict mode: folder of images read
-dir_save_path = "img_out/"                  # dir_predict mode: folder results are written to (as .png)
+dir_save_path = ""                          # dir_predict mode: folder results are written to (as .png); "" = img_out/<name>
 heatmap_save_path = "model_data/heatmap_vision.png"  # heatmap mode: output image
 simplify = True                             # export_onnx: simplify with onnxsim when it is installed
 onnx_save_path = "model_data/models.onnx"   # ONNX file export_onnx writes and predict_onnx reads
@@ -42,6 +47,8 @@ calibration_list = "2007_train.txt"         # onnx_int8: training list whose ima
 calibration_images = 64                     # onnx_int8: how many of them (evenly spread over the list)
 
 _IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+_VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv")
+_OUTPUT_ROOT = "img_out"
 _MODES = ("predict", "video", "fps", "dir_predict", "heatmap", "export_onnx", "predict_onnx")
 
 
@@ -85,27 +92,79 @@ def save_image(result, path):
     print(f"Saved {path}")
 
 
+def output_folder(config):
+    """This run's results folder: a new numbered ``img_out/<name>`` (created on first use)."""
+    if "output_folder" not in config:
+        config["output_folder"] = new_run_dir(_OUTPUT_ROOT, config["name"], config["exist_ok"])
+    return config["output_folder"]
+
+
+def found_line(name, scores, classes, class_names, confidence):
+    """``img.jpg: 2 star, 1 circle (0.91, 0.88, 0.75)``: the detections of one image, most frequent class first,
+    then the scores highest first."""
+    if not len(classes):
+        return f"{name}: nothing found at confidence {confidence:.4g}"
+    counts = np.bincount(classes, minlength=len(class_names))
+    found = ", ".join(f"{counts[c]} {class_names[c]}" for c in np.argsort(-counts, kind="stable") if counts[c])
+    return f"{name}: {found} ({', '.join(f'{s:.2f}' for s in sorted(scores, reverse=True))})"
+
+
+def detect_and_save(detector, name, image, path, config):
+    """Detect on one image, save the drawing to ``path`` and print what was found and where it went."""
+    drawn, _, scores, classes = detector.annotate(image, crop=config["crop"], count=config["count"])
+    folder = os.path.dirname(path)
+    if folder:
+        os.makedirs(folder, exist_ok=True)
+    atomic_save_image(drawn, path)
+    print(f"{found_line(name, scores, classes, detector.class_names, detector.confidence)} -> {path}")
+
+
 def predict_images(detector, config):
     """Detect on --image (saved to save_path) or on prompted images (shown when a display exists,
-    else saved to img_out/<name>)."""
+    else saved to img_out/<name>/)."""
     show = not config["image"] and has_display()
     for path, loaded in input_images(config["image"]):
-        result = detector.detect_image(loaded, crop=config["crop"], count=config["count"])
         if show:
-            result.show()
+            detector.detect_image(loaded, crop=config["crop"], count=config["count"]).show()
         else:
-            save_image(result, config["save_path"] or os.path.join("img_out", os.path.basename(path)))
+            target = config["save_path"] or os.path.join(output_folder(config), os.path.basename(path))
+            detect_and_save(detector, os.path.basename(path), loaded, target, config)
+
+
+def image_names(folder):
+    """The image files of ``folder``, sorted."""
+    return sorted(n for n in os.listdir(folder) if n.lower().endswith(_IMAGE_EXTENSIONS))
 
 
 def predict_directory(detector, config):
-    source, target = config["dir_origin_path"], config["dir_save_path"]
+    source = resource_path(config["dir_origin_path"])
     if not os.path.isdir(source):
         raise FileNotFoundError(f"dir_origin_path folder not found: {source}")
-    names = sorted(n for n in os.listdir(source) if n.lower().endswith(_IMAGE_EXTENSIONS))
-    os.makedirs(target, exist_ok=True)
-    for name in tqdm(names):
-        result = detector.detect_image(open_image(os.path.join(source, name)))
-        atomic_save_image(result, os.path.join(target, os.path.splitext(name)[0] + ".png"))
+    target = config["dir_save_path"] or output_folder(config)
+    names = image_names(source)
+    if not names:
+        raise UserError(f"{source} holds no image ({', '.join(_IMAGE_EXTENSIONS)})")
+    for name in names:
+        detect_and_save(detector, name, open_image(os.path.join(source, name)),
+                        os.path.join(target, os.path.splitext(name)[0] + ".png"), config)
+
+
+def predict_source(detector, config):
+    """``--source``: an image, a folder of images, a video file or a camera index, each to its output."""
+    source = config["source"]
+    if source.strip().isdigit() or source.lower().endswith(_VIDEO_EXTENSIONS):
+        save = config["video_save_path"]
+        if not save and not source.strip().isdigit():
+            save = os.path.join(output_folder(config), os.path.splitext(os.path.basename(source))[0] + ".avi")
+        predict_video(detector, {**config, "video_path": source, "video_save_path": save})
+    elif os.path.isdir(source):
+        predict_directory(detector, {**config, "dir_origin_path": source})
+    elif os.path.isfile(source):
+        target = config["save_path"] or os.path.join(output_folder(config), os.path.basename(source))
+        detect_and_save(detector, os.path.basename(source), open_image(source), target, config)
+    else:
+        raise FileNotFoundError(f"--source not found: {source} (an image, a folder of images, a video file "
+                                f"or a camera index such as 0)")
 
 
 def open_video(video_path):
@@ -162,15 +221,21 @@ def main(config, given=None):
     yolo_settings = {k: config[k] for k in YOLO._defaults if k in given}
     if config["mode"] == "predict_onnx":
         onnx_settings = {k: v for k, v in yolo_settings.items() if k in YOLO_ONNX._defaults}
-        predict_images(YOLO_ONNX(onnx_path=config["onnx_save_path"], **onnx_settings), config)
+        detector = YOLO_ONNX(onnx_path=config["onnx_save_path"], **onnx_settings)
+        if config["source"]:
+            predict_source(detector, config)
+        else:
+            predict_images(detector, config)
         return
     yolo = YOLO(**yolo_settings)
-    if config["mode"] == "predict":
+    if config["source"]:
+        predict_source(yolo, config)
+    elif config["mode"] == "predict":
         predict_images(yolo, config)
     elif config["mode"] == "video":
         predict_video(yolo, config)
     elif config["mode"] == "fps":
-        tact_time = yolo.get_FPS(open_image(config["fps_image_path"]), config["test_interval"])
+        tact_time = yolo.get_FPS(open_image(resource_path(config["fps_image_path"])), config["test_interval"])
         print(f"{tact_time} seconds, {1 / tact_time} FPS, @batch_size 1")
     elif config["mode"] == "dir_predict":
         predict_directory(yolo, config)

@@ -187,7 +187,8 @@ def shell_command(arguments):
 def run_settings(config, variant, seed, run_dir):
     """The train.py settings of one run: the study's shared overrides, the variant's, its seed and folder."""
     overrides = {k: v for k, v in variant.items() if k != "name"}
-    return {**config["train_overrides"], **overrides, "seed": seed, "save_dir": run_dir}
+    # auto False: a study compares exactly the settings it names, never ones fitted to the machine.
+    return {"auto": False, **config["train_overrides"], **overrides, "seed": seed, "save_dir": run_dir}
 
 
 def effective_settings(settings):

@@ -1,11 +1,15 @@
 """Train YOLOv4 on a VOC-format dataset, with an optional focal-loss objectness term.
 
 Edit the settings below and run ``python train.py``, or override any of them on the command line:
-``python train.py --focal_loss True --input_shape "[320, 320]"`` (values are Python literals).
+``python train.py --data my_data/data.yaml`` or ``python train.py --focal_loss True --input_shape "[320, 320]"``
+(values are Python literals).
 ``python train.py --help`` lists every setting with its meaning.
 """
 import sys
 
+data = ""                                        # your dataset: a data.yaml, a VOC or YOLO folder, or a COCO JSON (its lists are built and cached; then the 3 paths below are not needed)
+auto = True                                      # on a CPU from scratch: settings not given (command line / preset) fit the data and time_budget_min (one line says what)
+time_budget_min = 30                             # auto: minutes a CPU run should take (epochs are fitted to it)
 classes_path = "model_data/sample_classes.txt"   # class names, one per line (default: the embedded sample set)
 anchors_path = "model_data/yolo_anchors.txt"     # 9 anchors "w,h, w,h, ..." in input pixels
 anchors_mask = [[6, 7, 8], [3, 4, 5], [0, 1, 2]]  # anchor indices of each output level (stride 32, 16, 8)
@@ -63,11 +67,13 @@ scale_x_y = None                                 # centre scale per level, strid
 neighbour_cells = True                           # also train the 2 neighbour cells nearest each box centre (yolov5; centres decode with scale 2)
 nominal_batch_size = 0                           # accumulate gradients to ~this many images per step (64); 0 = off
 save_period = 10                                 # also keep weights every this many epochs
-save_dir = "logs"                                # where weights, checkpoints and run logs go
+save_dir = ""                                    # where weights, checkpoints and run logs go; "" = a new logs/<name>, logs/<name>2, ...
+name = "exp"                                     # run folder name under logs/ when save_dir is ""
+exist_ok = False                                 # True: reuse logs/<name> instead of numbering a new folder
 eval_flag = True                                 # compute val mAP during training (chooses the best weights)
 eval_period = 10                                 # evaluate every this many epochs (and at the end)
 num_workers = 4                                  # DataLoader worker processes (0 = load in the main process)
-resume = False                                   # True: continue from save_dir/last_checkpoint.pth; or a path
+resume = False                                   # True: continue the newest run under logs/ (or save_dir's); or a checkpoint path
 distributed = False                              # multi-GPU / multi-node via torchrun (see README)
 sync_bn = False                                  # SyncBatchNorm across GPUs when distributed
 

@@ -25,7 +25,8 @@ from utils.errors import UserError
 from utils.inductor import compiled_inference_model
 from utils.darknet import DARKNET_SCALE_X_Y
 from utils.onnx_int8 import quantize_onnx
-from utils.run_metadata import metadata_path, read_metadata
+from utils.run_dirs import TRAIN_ROOT, latest_run_with
+from utils.run_metadata import MIN_CALIBRATION_OBJECTS, metadata_path, read_metadata
 from utils.evaluation import LETTERBOX_IMAGE, Decoding, detections_from_outputs
 from utils.preprocess import network_input, open_image, rgb_array  # noqa: F401 (open_image: predict/get_map use it)
 from utils.utils import get_anchors, get_classes, resolve_device, show_config
@@ -65,6 +66,18 @@ def draw_detections(image, boxes, scores, classes, class_names, colors, thicknes
     return image
 
 
+def newest_weights_if_missing(model_path):
+    """``model_path``, or when that default file does not exist the newest run's file of the same name
+    (train.py writes logs/exp, logs/exp2, ...), said in one line."""
+    if os.path.isfile(model_path):
+        return model_path
+    newest = latest_run_with(TRAIN_ROOT, os.path.basename(model_path))
+    if newest:
+        print(f"Using the newest run's weights {newest} (pass --model_path to choose others).")
+        return newest
+    return model_path
+
+
 class _Detector:
     """Settings, pre-processing, decoding, drawing and map_out files shared by ``YOLO`` and ``YOLO_ONNX``.
 
@@ -87,6 +100,7 @@ class _Detector:
         self.__dict__.update(copy.deepcopy(self._defaults))
         for name, value in kwargs.items():
             setattr(self, name, value)
+        self._default_to_newest_run(given=set(kwargs))
         self.metadata = read_metadata(getattr(self, "model_path", "") or "")
         adopted = self._adopt_metadata(given=set(kwargs))
         if len(self.input_shape) != 2 or any(int(v) != v or v <= 0 or v % 32 for v in self.input_shape):
@@ -104,7 +118,17 @@ class _Detector:
             self.anchors, self.num_anchors = get_anchors(self.anchors_path)
         self.colors = class_colors(self.num_classes)
         self.generate()
-        show_config(**{name: getattr(self, name) for name in self._defaults})
+        shown = {name: getattr(self, name) for name in self._defaults}
+        # What is used, not the default path it replaced: names and anchors adopted from the weights' metadata.
+        if "class_names" in adopted and "classes_path" in shown:
+            shown["classes_path"] = f"{metadata_path(self.model_path)}: {', '.join(self.class_names)}"
+        if "anchors" in adopted and "anchors_path" in shown:
+            shown["anchors_path"] = f"{metadata_path(self.model_path)} ({self.num_anchors} anchors)"
+        show_config(**shown)
+
+    def _default_to_newest_run(self, given):
+        if "model_path" not in given and hasattr(self, "model_path"):
+            self.model_path = newest_weights_if_missing(self.model_path)
 
     def _adopt_metadata(self, given):
         """Take settings the caller did not pass from the weights' run metadata (utils/run_metadata.py).
@@ -125,8 +149,14 @@ class _Detector:
         if "anchors_path" not in given and meta.get("anchors"):
             adopted.append("anchors")
         if "confidence" not in given and meta.get("score_threshold") is not None:
-            self.confidence = float(meta["score_threshold"])
-            adopted.append("confidence")
+            objects = meta.get("score_threshold_objects")
+            if objects is not None and objects < MIN_CALIBRATION_OBJECTS:
+                print(f"Not using the calibrated threshold {meta['score_threshold']:.4f} of {metadata_path(self.model_path)}: "
+                      f"it was measured on {objects} validation objects (fewer than {MIN_CALIBRATION_OBJECTS}); "
+                      f"confidence {self.confidence} instead (pass --confidence to choose).")
+            else:
+                self.confidence = float(meta["score_threshold"])
+                adopted.append("confidence")
         if "scale_x_y" not in given and meta.get("scale_x_y") is not None:
             self.scale_x_y = [float(s) for s in meta["scale_x_y"]]
             adopted.append("scale_x_y")
@@ -201,6 +231,10 @@ class _Detector:
     def detect_image(self, image, crop=False, count=False):
         """The image with labelled boxes drawn. ``crop`` saves each box to ``img_crop/crop_<i>.png``,
         ``count`` prints how many objects of each class were found (upstream behaviour)."""
+        return self.annotate(image, crop, count)[0]
+
+    def annotate(self, image, crop=False, count=False):
+        """``(drawn image, boxes, scores, classes)``: ``detect_image``'s picture and the detections drawn on it."""
         images, image_shape, image = self._preprocess(image)
         boxes, scores, classes = self._detect_tensor(images, image_shape)
         if count:
@@ -208,7 +242,8 @@ class _Detector:
         if crop:
             self._save_crops(image, boxes)
         thickness = int(max((image.size[0] + image.size[1]) // np.mean(self.input_shape), 1))
-        return draw_detections(image, boxes, scores, classes, self.class_names, self.colors, thickness)
+        drawn = draw_detections(image, boxes, scores, classes, self.class_names, self.colors, thickness)
+        return drawn, boxes, scores, classes
 
     def _print_counts(self, classes):
         print("top_label:", classes)

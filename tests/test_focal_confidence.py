@@ -118,7 +118,7 @@ def test_get_map_stores_threshold_only_for_val(files, tmp_path, capsys, image_se
     write_metadata(files["weights"], before)
     argv = ["--model_path", files["weights"], "--classes_path", files["classes"], "--anchors_path", ANCHORS_PATH,
             "--VOCdevkit_path", voc, "--map_out_path", str(tmp_path / "map_out"), "--image_set", image_set,
-            "--device", "cpu"]
+            "--calibrate", "True", "--device", "cpu"]
     get_map.main(get_map.settings(argv), given=get_map.command_line_names(argv))
     out = capsys.readouterr().out
     with open(tmp_path / "map_out" / "metrics.json") as f:
@@ -136,11 +136,30 @@ def test_get_map_stores_threshold_only_for_val(files, tmp_path, capsys, image_se
         assert out.count("would leak test labels") == 1
 
 
+@pytest.mark.parametrize("extra, stores", [([], False), (["--image_set", "val"], True),
+                                           (["--image_set", "val", "--calibrate", "False"], False)])
+def test_evaluation_writes_the_metadata_only_when_asked(files, tmp_path, capsys, extra, stores):
+    # The default image_set is test: a plain evaluation must leave the weights' metadata byte for byte as it was.
+    voc = write_voc(tmp_path, ["val", "test"])
+    write_metadata(files["weights"], {"score_threshold": 0.5, "input_shape": [64, 64]})
+    sidecar = files["weights"][:-4] + ".json"
+    with open(sidecar, "rb") as f:
+        before = f.read()
+    argv = ["--model_path", files["weights"], "--classes_path", files["classes"], "--anchors_path", ANCHORS_PATH,
+            "--VOCdevkit_path", voc, "--map_out_path", str(tmp_path / "map_out"), "--device", "cpu", *extra]
+    get_map.main(get_map.settings(argv), given=get_map.command_line_names(argv))
+    out = capsys.readouterr().out
+    with open(sidecar, "rb") as f:
+        after = f.read()
+    assert (after != before) == stores
+    assert ("Stored in" in out) == stores and ("Not stored: evaluation leaves" in out) != stores
+
+
 def test_get_map_without_sidecar_stores_nothing(files, tmp_path, capsys):
     voc = write_voc(tmp_path, ["val"])
     argv = ["--model_path", files["weights"], "--classes_path", files["classes"], "--anchors_path", ANCHORS_PATH,
             "--VOCdevkit_path", voc, "--map_out_path", str(tmp_path / "map_out"), "--image_set", "val",
-            "--input_shape", "[64, 64]", "--device", "cpu"]
+            "--input_shape", "[64, 64]", "--calibrate", "True", "--device", "cpu"]
     get_map.main(get_map.settings(argv), given=get_map.command_line_names(argv))
     assert "best_epoch_weights.json does not exist" in capsys.readouterr().out
     assert read_metadata(files["weights"]) == {}

@@ -112,7 +112,6 @@ def write_bad_dataset(tmp_path):
         f"{tmp_path / 'missing.jpg'} 10,10,50,50,0",
         f"{corrupt} 10,10,50,50,0",
         f"{empty} 10,10,50,50,0",
-        f"{image_path} 10,10,50,50,9",              # unknown class id: box dropped, image kept (background)
         f"{image_path} -20,5,60,40,1",               # partly outside: clipped
         f"{image_path} 5000,5000,5100,5100,1",       # fully outside: dropped
     ]
@@ -131,8 +130,22 @@ def test_bad_inputs_are_reported_and_training_finishes(tmp_path, lists):
     assert "missing.jpg" in out and "corrupt.jpg" in out and "empty.jpg" in out
     assert "images skipped       3" in out
     assert "boxes clipped" in out or "clipped to the image: 1" in out
-    assert "boxes dropped        2" in out
+    assert "boxes dropped        1" in out
     assert (tmp_path / "logs" / "last_epoch_weights.pth").exists()
+
+
+def test_a_class_file_that_misses_label_ids_stops_before_training(tmp_path, lists):
+    good = sample_lines(SAMPLE_LIST_IDS[:2])
+    from utils.annotation import parse_annotation_line
+
+    image_path = parse_annotation_line(good[0])[0]
+    train = tmp_path / "train.txt"
+    train.write_text("\n".join(good + [f"{image_path} 10,10,50,50,9", f"{image_path} 10,10,50,50,4"]) + "\n")
+    result = run_train([*TINY, "--train_annotation_path", str(train), "--val_annotation_path", lists[3],
+                        "--UnFreeze_Epoch", "1", "--save_dir", str(tmp_path / "logs")])
+    assert result.returncode == 2
+    assert "uses class ids 4, 9" in result.stderr and "names 4 classes" in result.stderr
+    assert "Traceback" not in result.stderr and not (tmp_path / "logs" / "last_epoch_weights.pth").exists()
 
 
 def test_nothing_usable_stops_with_a_clear_message(tmp_path, lists):

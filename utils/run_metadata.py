@@ -41,13 +41,21 @@ def read_metadata(weights_path):
     return data
 
 
-def calibration_fields(result, preprocessing):
+# A best-F1 threshold measured on fewer objects than this is noise (one image can put it anywhere): it is
+# recorded but not adopted as the detectors' default confidence.
+MIN_CALIBRATION_OBJECTS = 20
+
+
+def calibration_fields(result, preprocessing, images=None):
     """Metadata keys from an ``evaluate_detections`` result on the validation set: its mAPs and the
-    best-F1 score threshold with its F1, precision and recall (None where undefined, e.g. no detections), and
-    ``preprocessing`` (``Decoding.preprocessing()``: letterbox_image, resize) they were measured with."""
+    best-F1 score threshold with its F1, precision and recall (None where undefined, e.g. no detections), the
+    number of ``images`` and of objects it was measured on, and ``preprocessing`` (``Decoding.preprocessing()``:
+    letterbox_image, resize) they were measured with."""
     def number(value):
         return None if value is None or not math.isfinite(value) else float(value)
-    return {**preprocessing, "val_map50": number(result["map50"]), "val_map50_95": number(result["map50_95"]),
+    return {**preprocessing, "score_threshold_images": images,
+            "score_threshold_objects": int(sum(result["num_gt"])),
+            "val_map50": number(result["map50"]), "val_map50_95": number(result["map50_95"]),
             "score_threshold": number(result["f1_threshold"]), "val_f1": number(result["f1"]),
             "val_precision_at_f1": number(result["precision_at_f1"]),
             "val_recall_at_f1": number(result["recall_at_f1"])}

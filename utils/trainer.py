@@ -7,6 +7,7 @@ import copy
 import functools
 import math
 import os
+import shlex
 import signal
 import sys
 import time
@@ -22,20 +23,27 @@ from nets.yolo_training import (FOCAL_NORMALIZATIONS, FOCAL_TYPES, OBJ_TARGETS, 
 from utils import distributed as dist_utils
 from utils.callbacks import RunLog
 from utils.anchor_check import anchor_report, positive_shares
-from utils.annotation import read_annotation_file
+from utils.auto_settings import choose_input_size, describe_plan, epoch_seconds, fit_epochs, plan_auto, seconds_per_image
+from utils.annotation import parse_annotation_line, read_annotation_file
 from utils.checkpoint import atomic_save, describe_load, is_darknet_path, load_matching, load_state_dict_file
 from utils.cpu_memory import keep_freed_memory
 from utils.dataset_check import scan_annotation_lines
 from utils.dataloader import YoloDataset, worker_init_fn, yolo_dataset_collate
 from utils.ema import ModelEMA, unwrap
 from utils.errors import DiskFullError, UserError, is_user_error, user_message
-from utils.evaluation import LETTERBOX_IMAGE, Decoding, evaluate_model, fused_net, samples_from_annotation_lines
+from utils.evaluation import (LETTERBOX_IMAGE, Decoding, evaluate_model, fused_net, samples_from_annotation_lines,
+                              score_detections)
+from utils.metrics_table import print_metrics_table
 from utils.optim import NOMINAL_BATCH, build_optimizer, scaled_learning_rates
 from utils.run_metadata import calibration_fields, read_metadata, write_metadata
 from utils.resume import (CHECKPOINT_NAME, TrainingState, checkpoint_epoch, find_resume_checkpoint,
                           load_training_state, save_training_state)
+from utils.run_dirs import TRAIN_ROOT as RUNS_ROOT, latest_run_with, new_run_dir
 from utils.run_lock import RunLock
 from utils.training_lists import build_missing_lists
+from utils.config import command_line_names, read_preset
+from utils.data_source import resolve_data
+from utils.paths import resource_path
 from utils.utils import get_anchors, get_classes, resolve_device, seed_everything, show_config
 from utils.utils_fit import NonFiniteLossError, train_one_epoch, validate
 
@@ -49,6 +57,7 @@ def train(config, argv=()):
     rank, local_rank, world_size, device = _setup_device(cfg)
     main_process = rank == 0
     try:
+        cfg.save_dir = dist_utils.broadcast_object(_run_folder(cfg) if main_process else None)
         lock = RunLock(cfg.save_dir) if main_process else contextlib.nullcontext()
         with lock:
             return _train(cfg, rank, world_size, device, main_process, argv)
@@ -65,6 +74,22 @@ def train(config, argv=()):
         dist_utils.cleanup()
 
 
+def _run_folder(cfg):
+    """Where this run writes: ``save_dir`` as given; to resume, the folder of the checkpoint (``resume=True``
+    without ``save_dir``: the newest run under RUNS_ROOT that has one); else a new numbered ``RUNS_ROOT/<name>``."""
+    if cfg.save_dir:
+        return cfg.save_dir
+    if cfg.resume is True:
+        latest = latest_run_with(RUNS_ROOT, CHECKPOINT_NAME)
+        if latest is None:
+            raise UserError(f"resume=True but no run under {RUNS_ROOT}/ has a {CHECKPOINT_NAME} "
+                            f"(pass --save_dir FOLDER or --resume PATH)")
+        return os.path.dirname(latest)
+    if cfg.resume:
+        return os.path.dirname(cfg.resume) or "."
+    return new_run_dir(RUNS_ROOT, cfg.name, cfg.exist_ok)
+
+
 def _setup_device(cfg):
     if cfg.distributed:
         return dist_utils.setup(cfg.device)
@@ -73,13 +98,17 @@ def _setup_device(cfg):
 
 def _train(cfg, rank, world_size, device, main_process, argv):
     state = _resume_state(cfg, argv, device)
+    if cfg.data and not state.resuming:
+        _use_data(cfg, given_settings(argv, vars(cfg)), main_process)
+    auto = plan_auto(cfg, given_settings(argv, vars(cfg)), device, state.resuming)
     _check_settings(cfg)
+    _never_freeze_untrained(cfg, state)
     if cfg.fp16 and device.type != "cuda":
         warnings.warn("fp16=True needs CUDA; training in float32 on the CPU.")
     if device.type == "cpu":
         keep_freed_memory()      # each step reuses the last one's activation memory instead of page-faulting it
     seed_everything(cfg.seed + rank)
-    run = _build_run(cfg, state, rank, world_size, device, main_process)
+    run = _build_run(cfg, state, rank, world_size, device, main_process, auto)
     _install_sigterm_handler()
     epoch = first = state.epoch
     try:
@@ -120,16 +149,28 @@ def _intact_note(cfg):
             f"python train.py --resume True --save_dir {cfg.save_dir}")
 
 
-def _build_run(cfg, state, rank, world_size, device, main_process):
+def _build_run(cfg, state, rank, world_size, device, main_process, auto=None):
     """Everything a run trains with, in one namespace: data, model, loss, optimizer, EMA, logs."""
     run = SimpleNamespace(state=state, device=device, main_process=main_process, world_size=world_size)
     run.class_names, run.num_classes = get_classes(cfg.classes_path)
     run.anchors, _ = get_anchors(cfg.anchors_path)
     train_lines, val_lines, train_sizes = _training_lists(cfg, run.class_names, main_process)
+    if auto and auto.choose_input:
+        size, median_box = choose_input_size(train_lines, train_sizes)
+        cfg.input_shape = [size, size]
+    if main_process:
+        print(anchor_report(train_lines, train_sizes, run.anchors, cfg.input_shape, cfg.anchors_path)[0])
     run.positive_share = _positive_shares(cfg, run, train_lines, train_sizes) \
         if cfg.focal_loss and cfg.focal_normalize == "positives" else None
     run.eval_samples = samples_from_annotation_lines(val_lines, run.class_names)
     model, load_note = _build_model(cfg, run.num_classes, state)
+    if auto:
+        per_epoch = epoch_seconds(seconds_per_image(copy.deepcopy(model), cfg.input_shape, cfg.Unfreeze_batch_size),
+                                  len(train_lines), len(val_lines))
+        if auto.choose_epochs:
+            cfg.UnFreeze_Epoch = fit_epochs(cfg.UnFreeze_Epoch, per_epoch, auto.budget_minutes)
+        if main_process:
+            print(describe_plan(cfg, auto, median_box if auto.choose_input else None, per_epoch))
     if main_process:
         show_config(**vars(cfg), num_classes=run.num_classes, resolved_device=str(device), world_size=world_size,
                     num_train=len(train_lines), num_val=len(val_lines))
@@ -218,29 +259,63 @@ def _weights_metadata(cfg, run, epoch, metrics):
             "focal_normalize": cfg.focal_normalize, "focal_type": cfg.focal_type, "obj_target": cfg.obj_target,
             "scale_x_y": list(run.decoding.scale_x_y), "epoch": epoch, **run.decoding.preprocessing()}
     if metrics is not None:
-        meta.update(calibration_fields(metrics, run.decoding.preprocessing()))
+        meta.update(calibration_fields(metrics, run.decoding.preprocessing(), len(run.eval_samples)))
     return meta
 
 
 def _finish(cfg, run):
-    """Calibrate the best weights' score threshold if no evaluation did; check DDP ranks agree."""
+    """Evaluate the best weights on validation (calibrating their score threshold if no evaluation did), print
+    the per-class table, where everything is and the commands to run next; check DDP ranks agree."""
     if cfg.distributed and not dist_utils.weights_checksum_agree(unwrap(run.model_train)):
         raise RuntimeError("model weights differ between ranks at the end of training")
     if not run.main_process:
         return
     best = os.path.join(cfg.save_dir, "best_epoch_weights.pth")
     meta = read_metadata(best)
-    if meta and meta.get("score_threshold") is None and run.eval_samples:
+    if run.eval_samples and meta:
         model = copy.deepcopy(unwrap(run.model))
         model.load_state_dict(load_state_dict_file(best))
-        meta.update(calibration_fields(_evaluate(cfg, run, model), run.decoding.preprocessing()))
-        write_metadata(best, {k: v for k, v in meta.items() if k != "format"})
+        evaluation = evaluate_model(fused_net(model, run.device), run.eval_samples, run.decoding, run.class_names,
+                                    run.device)
+        if meta.get("score_threshold") is None:
+            meta.update(calibration_fields(evaluation.result, run.decoding.preprocessing(), len(run.eval_samples)))
+            write_metadata(best, {k: v for k, v in meta.items() if k != "format"})
+        _print_validation_table(run, evaluation, meta.get("score_threshold"))
     if meta.get("score_threshold") is not None:
-        print(f"Calibrated score threshold (best F1 on validation): {meta['score_threshold']:.4f} "
-              f"-> stored in {os.path.basename(best)[:-4]}.json; predict.py uses it unless --confidence is given.")
+        print(f"Calibrated score threshold (best F1 on validation, {meta.get('score_threshold_objects')} objects): "
+              f"{meta['score_threshold']:.4f} -> stored in {os.path.basename(best)[:-4]}.json; predict.py uses it "
+              f"unless --confidence is given.")
     if cfg.distributed:
         print(f"Weights identical on all {run.world_size} ranks.")
-    print(f"Done. Weights in {cfg.save_dir}/, logs in {run.state.run_dir}/")
+    print(f"Done. Run folder {cfg.save_dir}/ (weights, checkpoint; logs and curves in {run.state.run_dir}/)")
+    for line in next_commands(cfg, best, run.eval_samples):
+        print(line)
+
+
+def _print_validation_table(run, evaluation, threshold):
+    """The best weights' per-class AP50 and precision / recall at the calibrated threshold, on validation."""
+    at = threshold if threshold is not None else 0.5
+    metrics = score_detections(run.eval_samples, evaluation.detections, run.class_names, score_threshold=at).metrics
+    print(f"Best weights on the {len(run.eval_samples)} validation images:")
+    print_metrics_table(metrics)
+
+
+def next_commands(cfg, weights, eval_samples):
+    """The two commands to run next, with this run's real paths: predict on a validation image, evaluate."""
+    image = eval_samples[0].image_path if eval_samples else "<image or folder>"
+    if cfg.data:
+        target = f"--data {_quoted(cfg.data)}"
+    else:
+        test = getattr(cfg, "test_annotation_path", "")
+        target = f"--annotation_path {_quoted(test if test and os.path.isfile(test) else cfg.val_annotation_path)}"
+    return ["Next:",
+            f"  python predict.py --model_path {_quoted(weights)} --source {_quoted(image)}",
+            f"  python get_map.py --model_path {_quoted(weights)} {target}"]
+
+
+def _quoted(text):
+    """``text`` as one shell word."""
+    return shlex.quote(str(text))
 
 
 def _check_settings(cfg):
@@ -277,6 +352,36 @@ def _check_settings(cfg):
         raise UserError(f"ema_tau must be a positive number of optimizer steps, got {cfg.ema_tau!r}")
 
 
+def given_settings(argv, defaults):
+    """The settings a user chose: named on the command line or set by the preset file ``argv`` starts with."""
+    given = command_line_names(argv)
+    if argv and argv[0].endswith(".py") and not argv[0].startswith("--"):
+        given |= set(read_preset(resource_path(argv[0]), defaults))
+    return given
+
+
+def _never_freeze_untrained(cfg, state):
+    """A frozen backbone keeps its weights: without any loaded (no model_path, no pretrained) it would keep its
+    random initialisation, so it is trained from the start instead."""
+    if cfg.Freeze_Train and not (cfg.model_path or cfg.pretrained or state.resuming):
+        warnings.warn(f"Freeze_Train=True but no weights are loaded (model_path is empty, pretrained False): a frozen "
+                      f"backbone would stay random, so it is trained from the first epoch (Freeze_Train False).")
+        cfg.Freeze_Train = False
+
+
+def _use_data(cfg, given, main_process):
+    """Point the lists and class file at ``cfg.data``'s (built and cached by utils/data_source.py); the lists
+    and classes given explicitly still win."""
+    lists = resolve_data(cfg.data, classes_path=cfg.classes_path if "classes_path" in given else None) \
+        if main_process else None
+    lists = dist_utils.broadcast_object(lists)
+    for name, value in (("train_annotation_path", lists.train), ("val_annotation_path", lists.val),
+                        ("classes_path", lists.classes_path)):
+        if name not in given:
+            setattr(cfg, name, value)
+    cfg.test_annotation_path = lists.test
+
+
 def _resume_state(cfg, argv, device):
     """A fresh TrainingState, or the one in the checkpoint ``cfg.resume`` points at.
 
@@ -287,7 +392,7 @@ def _resume_state(cfg, argv, device):
         return TrainingState(epoch=cfg.Init_Epoch)
     path = find_resume_checkpoint(cfg.save_dir) if cfg.resume is True else cfg.resume
     state, saved_config = load_training_state(path, device)
-    given = {arg[2:].split("=")[0] for arg in argv if arg.startswith("--")}
+    given = command_line_names(argv) | {"save_dir"}     # the run continues where its checkpoint was found
     for key, value in saved_config.items():
         if key not in given and hasattr(cfg, key):
             setattr(cfg, key, value)
@@ -303,15 +408,31 @@ def _training_lists(cfg, class_names, main_process):
     dist_utils.barrier()
     lists, reports = [], []
     for path in (cfg.train_annotation_path, cfg.val_annotation_path):
-        usable, report = scan_annotation_lines(read_annotation_file(path), len(class_names), class_names)
+        lines = read_annotation_file(path)
+        check_class_coverage(lines, path, class_names, cfg.classes_path)
+        usable, report = scan_annotation_lines(lines, len(class_names), class_names)
         if main_process:
             report.print(title=path)
         lists.append(usable)
         reports.append(report)
-    if main_process:
-        anchors = get_anchors(cfg.anchors_path)[0]
-        print(anchor_report(lists[0], reports[0].image_sizes, anchors, cfg.input_shape, cfg.anchors_path)[0])
     return lists[0], lists[1], reports[0].image_sizes
+
+
+def check_class_coverage(lines, list_path, class_names, classes_path):
+    """A class file must name every class id a list uses: with too few names their boxes would be dropped and the
+    run would train on part of the data (and report a NaN mAP) without saying why."""
+    used = set()
+    for line in lines:
+        try:
+            _, boxes = parse_annotation_line(line)
+        except UserError:
+            continue                    # a malformed line: scan_annotation_lines reports it
+        used.update(int(c) for c in boxes[:, 4])
+    missing = sorted(c for c in used if c >= len(class_names))
+    if missing:
+        shown = ", ".join(map(str, missing[:10])) + (", ..." if len(missing) > 10 else "")
+        raise UserError(f"{classes_path} names {len(class_names)} classes (ids 0-{len(class_names) - 1}) but "
+                        f"{list_path} uses class ids {shown}: give the class file the lists were written with")
 
 
 def _build_model(cfg, num_classes, state):

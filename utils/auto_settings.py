@@ -1,0 +1,112 @@
+"""Settings that fit the machine and the data, for the settings a user did not give (train.py's ``auto``).
+
+On a CPU, training from scratch, the full 64 M-parameter network at 416 px for 300 epochs takes days. So, for the
+settings not given on the command line or in a preset:
+- model size not given: the quick-start recipe (config/quickstart.py: a 3.7 M-parameter YOLOv4 and the optimizer
+  settings measured to learn it from scratch) fills every setting it names;
+- input size not given: the smallest of ``INPUT_SIZES`` at which the median training box is ``MIN_BOX_PIXELS``
+  long (boxes of a 2-cell side on the stride-8 level), scaled as the letterbox scales each image;
+- epochs not given: the recipe's, cut so that the run fits ``time_budget_min``, from a timed training step of the
+  chosen model on this machine.
+On a GPU the settings stay as given (the full model). One line says what was chosen and why.
+"""
+import math
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from utils.anchor_check import box_sizes_at_input
+from utils.paths import resource_path
+
+QUICKSTART_PRESET = "config/quickstart.py"
+INPUT_SIZES = (160, 224, 320, 416, 512, 640)
+MIN_BOX_PIXELS = 16
+MIN_EPOCHS = 5
+MODEL_SIZE = ("width_mult", "depth_mult")
+# Seconds of a whole epoch per second of the timed step (loading, loss, optimizer, EMA, validation loss and the
+# periodic mAP): measured on the sample set with the quick-start recipe at 160 px, 2 threads (bench/bench_auto.py).
+EPOCH_OVERHEAD = 1.6
+# A validation image costs about this share of a training image (forward only, no augmentation).
+VALIDATION_SHARE = 0.35
+
+
+@dataclass
+class AutoPlan:
+    """What ``auto`` will choose once the training lists are read: which settings are still open."""
+    recipe: dict            # settings taken from the quick-start preset
+    choose_input: bool
+    choose_epochs: bool
+    budget_minutes: float
+
+
+def plan_auto(cfg, given, device, resuming):
+    """The ``AutoPlan`` for this run (the recipe already applied to ``cfg``), or None when ``auto`` does not apply:
+    it is off, the run resumes (its settings are the checkpoint's), starts from weights or runs on a GPU."""
+    if not cfg.auto or resuming or cfg.model_path or device.type != "cpu":
+        return None
+    recipe = {}
+    if not given & set(MODEL_SIZE):
+        from utils.config import read_preset
+
+        preset = read_preset(resource_path(QUICKSTART_PRESET), vars(cfg))
+        recipe = {k: v for k, v in preset.items() if k not in given}
+        for name, value in recipe.items():
+            setattr(cfg, name, value)
+    return AutoPlan(recipe, "input_shape" not in given, "UnFreeze_Epoch" not in given, float(cfg.time_budget_min))
+
+
+def choose_input_size(lines, image_sizes, sizes=INPUT_SIZES, min_box=MIN_BOX_PIXELS):
+    """``(size, median box long side at it)``: the smallest square input of ``sizes`` whose median training box
+    (longer side) is at least ``min_box`` pixels; the largest when none is."""
+    for size in sizes:
+        wh = box_sizes_at_input(lines, image_sizes, (size, size))
+        median = float(np.median(wh.max(axis=1))) if len(wh) else float("inf")
+        if median >= min_box or size == sizes[-1]:
+            return size, median
+    raise AssertionError("unreachable: the last size is always returned")
+
+
+def seconds_per_image(model, input_shape, batch_size, steps=2):
+    """Seconds of one training image through forward + backward of ``model`` (channels_last, as training runs it),
+    from ``steps`` timed steps after a warm-up. Runs under a forked RNG so the run's random streams are unchanged."""
+    with torch.random.fork_rng(devices=[]):
+        images = torch.rand(batch_size, 3, *input_shape).contiguous(memory_format=torch.channels_last)
+        model = model.to(memory_format=torch.channels_last).train()
+        timings = []
+        for _ in range(steps + 1):
+            start = time.perf_counter()
+            loss = sum(output.float().square().mean() for output in model(images))
+            loss.backward()
+            timings.append(time.perf_counter() - start)
+        model.zero_grad(set_to_none=True)
+    return min(timings[1:]) / batch_size
+
+
+def epoch_seconds(per_image, num_train, num_val):
+    """Expected seconds of one epoch from ``seconds_per_image`` and the list sizes."""
+    return EPOCH_OVERHEAD * per_image * (num_train + VALIDATION_SHARE * num_val)
+
+
+def fit_epochs(epochs, per_epoch, budget_minutes, minimum=MIN_EPOCHS):
+    """The number of epochs of at most ``epochs`` that fits ``budget_minutes`` (at least ``minimum``)."""
+    return max(min(minimum, epochs), min(epochs, math.floor(budget_minutes * 60 / per_epoch)))
+
+
+def describe_plan(cfg, plan, median_box, per_epoch):
+    """The one line that says what ``auto`` chose and why."""
+    parts = []
+    if plan.recipe:
+        parts.append(f"the quick-start model ({QUICKSTART_PRESET}: width_mult {cfg.width_mult}, depth_mult "
+                     f"{cfg.depth_mult}, {cfg.optimizer_type} lr {cfg.Init_lr:g})")
+    if plan.choose_input:
+        parts.append(f"{cfg.input_shape[0]} px (median training box {median_box:.0f} px there, >= {MIN_BOX_PIXELS})")
+    minutes = cfg.UnFreeze_Epoch * per_epoch / 60
+    if plan.choose_epochs:
+        parts.append(f"{cfg.UnFreeze_Epoch} epochs, about {minutes:.0f} min on this CPU (budget time_budget_min "
+                     f"{plan.budget_minutes:g})")
+    else:
+        parts.append(f"{cfg.UnFreeze_Epoch} epochs as given, about {minutes:.0f} min on this CPU")
+    return ("Auto settings (CPU, from scratch): " + ", ".join(parts)
+            + ". Give them on the command line, or --auto False, to choose yourself.")
