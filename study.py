@@ -115,7 +115,23 @@ def resolve_study_config(argv, own=None):
     # A preset's settings (``study.py config/quickstart.py ...``) reach every run like command-line ones.
     given = command_line_names(argv)
     config["train_overrides"] = {k: config[k] for k in defaults if k in given or config[k] != defaults[k]}
+    if config["data"]:
+        use_data_lists(config, given)
     return config
+
+
+def use_data_lists(config, given):
+    """``--data``: the study evaluates the lists train.py builds from it (utils/data_source.py, the same cache),
+    and its test list unless ``test_annotation_path`` is given."""
+    from utils.data_source import resolve_data
+
+    lists = resolve_data(config["data"], classes_path=config["classes_path"] if "classes_path" in given else None)
+    config.update(train_annotation_path=lists.train, val_annotation_path=lists.val, classes_path=lists.classes_path)
+    if not config["test_annotation_path"]:
+        if lists.test is None:
+            raise UserError(f"{config['data']} has no test images: give --test_annotation_path (a list to score "
+                            f"the runs on besides validation)")
+        config["test_annotation_path"] = lists.test
 
 
 def build_variants(config, train_names):

@@ -26,7 +26,7 @@ from utils.inductor import compiled_inference_model
 from utils.darknet import DARKNET_SCALE_X_Y
 from utils.onnx_int8 import quantize_onnx
 from utils.run_dirs import TRAIN_ROOT, latest_run_with
-from utils.run_metadata import MIN_CALIBRATION_OBJECTS, metadata_path, read_metadata
+from utils.run_metadata import adoptable_threshold, metadata_path, read_metadata
 from utils.evaluation import LETTERBOX_IMAGE, Decoding, detections_from_outputs
 from utils.preprocess import network_input, open_image, rgb_array  # noqa: F401 (open_image: predict/get_map use it)
 from utils.utils import get_anchors, get_classes, resolve_device, show_config
@@ -149,13 +149,12 @@ class _Detector:
         if "anchors_path" not in given and meta.get("anchors"):
             adopted.append("anchors")
         if "confidence" not in given and meta.get("score_threshold") is not None:
-            objects = meta.get("score_threshold_objects")
-            if objects is not None and objects < MIN_CALIBRATION_OBJECTS:
-                print(f"Not using the calibrated threshold {meta['score_threshold']:.4f} of {metadata_path(self.model_path)}: "
-                      f"it was measured on {objects} validation objects (fewer than {MIN_CALIBRATION_OBJECTS}); "
-                      f"confidence {self.confidence} instead (pass --confidence to choose).")
+            threshold, why_not = adoptable_threshold(meta)
+            if why_not:
+                print(f"Not using {metadata_path(self.model_path)}'s threshold: {why_not}; confidence "
+                      f"{self.confidence} instead (pass --confidence to choose).")
             else:
-                self.confidence = float(meta["score_threshold"])
+                self.confidence = threshold
                 adopted.append("confidence")
         if "scale_x_y" not in given and meta.get("scale_x_y") is not None:
             self.scale_x_y = [float(s) for s in meta["scale_x_y"]]

@@ -103,10 +103,12 @@ def describe_plan(cfg, plan, median_box, per_epoch):
     if plan.choose_input:
         parts.append(f"{cfg.input_shape[0]} px (median training box {median_box:.0f} px there, >= {MIN_BOX_PIXELS})")
     minutes = cfg.UnFreeze_Epoch * per_epoch / 60
+    duration = f"{minutes:.0f} min" if minutes >= 1 else f"{minutes * 60:.0f} s"
+    epochs = f"{cfg.UnFreeze_Epoch} epoch" + ("s" if cfg.UnFreeze_Epoch != 1 else "")
     if plan.choose_epochs:
-        parts.append(f"{cfg.UnFreeze_Epoch} epochs, about {minutes:.0f} min on this CPU (budget time_budget_min "
+        parts.append(f"{epochs}, about {duration} on this CPU (budget time_budget_min "
                      f"{plan.budget_minutes:g})")
     else:
-        parts.append(f"{cfg.UnFreeze_Epoch} epochs as given, about {minutes:.0f} min on this CPU")
+        parts.append(f"{epochs} as given, about {duration} on this CPU")
     return ("Auto settings (CPU, from scratch): " + ", ".join(parts)
             + ". Give them on the command line, or --auto False, to choose yourself.")

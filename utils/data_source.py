@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 from utils.atomic import atomic_write
 from utils.coco_json import find_image_dir, load_coco
-from utils.data_yaml import label_path, list_images, read_data_yaml, split_images
+from utils.data_yaml import label_path, list_images, load_yaml_mapping, read_data_yaml, split_images
 from utils.datasets import SPLIT_SETS, read_dataset, write_class_file, write_dataset_lists
 from utils.errors import UserError
 from utils.training_lists import seeded_split
@@ -70,6 +70,19 @@ def _find_voc_dir(path):
     return os.path.join(path, years[0]) if years else None
 
 
+def _is_yolo_folder(path):
+    return all(os.path.isdir(os.path.join(path, sub)) for sub in ("images", "labels"))
+
+
+def _yaml_or_yolo_folder(yaml_path):
+    """A data.yaml names its splits (ultralytics); one that only names the classes, beside images/ + labels/, is
+    the class file of a YOLO folder (utils/yolo_txt.py's layout)."""
+    folder = os.path.dirname(yaml_path)
+    if _is_yolo_folder(folder) and not any(key in load_yaml_mapping(yaml_path) for key in ("train", "val", "path")):
+        return "yolo", folder
+    return "yaml", yaml_path
+
+
 def detect_data(path):
     """``(format, dataset path)`` of a ``--data`` argument: the format read_dataset takes and the file or folder
     it reads (absolute). ``FileNotFoundError`` when PATH does not exist, ``UserError`` naming PATH and what was
@@ -79,17 +92,17 @@ def detect_data(path):
         raise FileNotFoundError(f"--data {path} does not exist")
     lower = path.lower()
     if os.path.isfile(path) and lower.endswith((".yaml", ".yml")):
-        return "yaml", path
+        return _yaml_or_yolo_folder(path)
     if os.path.isfile(path) and lower.endswith(".json"):
         return "coco", path
     if os.path.isdir(path):
         for name in _YAML_NAMES:
             if os.path.isfile(os.path.join(path, name)):
-                return "yaml", os.path.join(path, name)
+                return _yaml_or_yolo_folder(os.path.join(path, name))
         voc_dir = _find_voc_dir(path)
         if voc_dir:
             return "voc", voc_dir
-        if all(os.path.isdir(os.path.join(path, sub)) for sub in ("images", "labels")):
+        if _is_yolo_folder(path):
             return "yolo", path
     raise UserError(f"--data {path} is not a dataset this project reads: expected a data.yaml (ultralytics / "
                     f"Roboflow), a COCO instances .json, a folder holding data.yaml, a VOC folder (Annotations/ + "
@@ -192,12 +205,21 @@ def signature(spec, skip=()):
     return hashlib.sha256(blob).hexdigest(), sum(1 for e in entries if e[1] is not None)
 
 
+_MANIFEST_KEYS = ("params", "signature", "outputs", "class_names", "counts", "built")
+
+
 def _read_manifest(cache_dir):
+    """The cache's manifest (dict), or None when it is absent, torn or not one this module wrote (then the lists
+    are rebuilt)."""
     try:
         with open(os.path.join(cache_dir, MANIFEST), encoding="utf-8") as f:
-            return json.load(f)
+            manifest = json.load(f)
     except (FileNotFoundError, ValueError):
-        return None          # absent or torn by hand: the lists are rebuilt
+        return None
+    if not isinstance(manifest, dict) or not all(key in manifest for key in _MANIFEST_KEYS) \
+            or not isinstance(manifest["outputs"], dict):
+        return None
+    return manifest
 
 
 def _outputs_intact(cache_dir, manifest):

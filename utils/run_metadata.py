@@ -46,6 +46,19 @@ def read_metadata(weights_path):
 MIN_CALIBRATION_OBJECTS = 20
 
 
+def adoptable_threshold(metadata):
+    """``(threshold, why_not)``: the calibrated score threshold of ``metadata`` when it may become a default
+    confidence (``why_not`` None), else ``(None, reason)`` (none stored, or measured on too few objects)."""
+    threshold = metadata.get("score_threshold")
+    if threshold is None:
+        return None, "no calibrated threshold stored"
+    objects = metadata.get("score_threshold_objects")
+    if objects is not None and objects < MIN_CALIBRATION_OBJECTS:
+        return None, (f"the calibrated threshold {threshold:.4f} was measured on {objects} validation objects "
+                      f"(fewer than {MIN_CALIBRATION_OBJECTS})")
+    return float(threshold), None
+
+
 def calibration_fields(result, preprocessing, images=None):
     """Metadata keys from an ``evaluate_detections`` result on the validation set: its mAPs and the
     best-F1 score threshold with its F1, precision and recall (None where undefined, e.g. no detections), the

@@ -43,7 +43,7 @@ from utils.run_lock import RunLock
 from utils.training_lists import build_missing_lists
 from utils.config import command_line_names, read_preset
 from utils.data_source import resolve_data
-from utils.paths import resource_path
+from utils.paths import REPO_ROOT, resource_path
 from utils.utils import get_anchors, get_classes, resolve_device, seed_everything, show_config
 from utils.utils_fit import NonFiniteLossError, train_one_epoch, validate
 
@@ -56,6 +56,7 @@ def train(config, argv=()):
     cfg = SimpleNamespace(**config)
     rank, local_rank, world_size, device = _setup_device(cfg)
     main_process = rank == 0
+    numbered = not (cfg.save_dir or cfg.resume)        # a new logs/<name><n> folder is made for this run
     try:
         cfg.save_dir = dist_utils.broadcast_object(_run_folder(cfg) if main_process else None)
         lock = RunLock(cfg.save_dir) if main_process else contextlib.nullcontext()
@@ -69,6 +70,8 @@ def train(config, argv=()):
         if not is_user_error(err):
             raise
         print(f"error: {user_message(err)}", file=sys.stderr)
+        if numbered and main_process and cfg.save_dir and os.path.isdir(cfg.save_dir) and not os.listdir(cfg.save_dir):
+            os.rmdir(cfg.save_dir)         # stopped before writing anything: leave no empty run folder behind
         return 2
     finally:
         dist_utils.cleanup()
@@ -98,6 +101,8 @@ def _setup_device(cfg):
 
 def _train(cfg, rank, world_size, device, main_process, argv):
     state = _resume_state(cfg, argv, device)
+    if not state.resuming:
+        check_starting_weights(cfg)
     if cfg.data and not state.resuming:
         _use_data(cfg, given_settings(argv, vars(cfg)), main_process)
     auto = plan_auto(cfg, given_settings(argv, vars(cfg)), device, state.resuming)
@@ -309,13 +314,36 @@ def next_commands(cfg, weights, eval_samples):
         test = getattr(cfg, "test_annotation_path", "")
         target = f"--annotation_path {_quoted(test if test and os.path.isfile(test) else cfg.val_annotation_path)}"
     return ["Next:",
-            f"  python predict.py --model_path {_quoted(weights)} --source {_quoted(image)}",
-            f"  python get_map.py --model_path {_quoted(weights)} {target}"]
+            f"  python {script('predict.py')} --model_path {_quoted(weights)} --source {_quoted(image)}",
+            f"  python {script('get_map.py')} --model_path {_quoted(weights)} {target}"]
+
+
+def script(name):
+    """How to call the repository's script ``name`` from the working directory (``name`` when it is here)."""
+    path = os.path.join(REPO_ROOT, name)
+    if os.path.abspath(name) == path:
+        return name
+    relative = os.path.relpath(path)
+    return _quoted(relative if not relative.startswith(os.pardir * 2) else path)
 
 
 def _quoted(text):
     """``text`` as one shell word."""
     return shlex.quote(str(text))
+
+
+# Where published starting weights come from, for the message of a missing model_path.
+WEIGHTS_SOURCES = ("upstream's yolo4_weights.pth (COCO) and yolo4_voc_weights.pth are linked from the README of "
+                   "github.com/bubbliiiing/yolov4-pytorch; darknet's yolov4.weights (COCO) and yolov4.conv.137 "
+                   "(backbone) are on github.com/AlexeyAB/darknet/releases and load directly (model_path FILE.weights "
+                   "or .conv.137); or train from scratch with model_path \"\"")
+
+
+def check_starting_weights(cfg):
+    """A model_path that does not exist stops the run before anything is built, saying where weights come from."""
+    if cfg.model_path and not os.path.isfile(resource_path(cfg.model_path)):
+        raise UserError(f"model_path {cfg.model_path} does not exist: {WEIGHTS_SOURCES}")
+    cfg.model_path = resource_path(cfg.model_path)
 
 
 def _check_settings(cfg):
