@@ -25,6 +25,7 @@ study_dir = "study_out"                    # one folder per setting and seed, an
 
 _FOCAL = ("focal_loss", "focal_alpha", "focal_gamma")
 _NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]*")
+_LIMITS = {"settings": "any length"}  # lists of any length; the rest typed by their defaults
 
 
 def check_settings(entries):

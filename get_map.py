@@ -27,7 +27,7 @@ from utils.evaluation import (EVAL_CONFIDENCE, EVAL_NMS_IOU, evaluate_model, sam
 from utils.metrics_table import print_metrics_table
 from utils.run_dirs import latest_run_with, new_run_dir
 from utils.plots import plot_ap_bars, plot_confusion_matrix, plot_pr_curves
-from utils.run_metadata import calibration_fields, metadata_path, read_metadata, write_metadata
+from utils.run_metadata import adoptable_threshold, calibration_fields, metadata_path, read_metadata, write_metadata
 from utils.utils import get_classes
 from utils.utils_map import read_map_txt, write_map_txt
 from yolo import YOLO, draw_detections, newest_weights_if_missing, open_image
@@ -37,7 +37,7 @@ classes_path = "model_data/sample_classes.txt"  # class names, one per line
 MINOVERLAP = 0.5                           # IoU a detection needs to be a true positive (VOC mAP)
 confidence = EVAL_CONFIDENCE               # detections kept down to this score, so PR curves are complete
 nms_iou = EVAL_NMS_IOU                     # NMS IoU for the evaluated detections
-score_threhold = 0.5                       # (upstream's spelling) score where precision/recall/F1 are reported
+score_threhold = 0.5                       # (upstream's spelling) score where precision/recall/F1 are reported; not given: the weights' calibrated threshold
 map_vis = False                            # also save images with their detections >= score_threhold drawn
 data = ""                                  # the dataset to evaluate: a data.yaml, a VOC or YOLO folder or a COCO JSON (as train.py --data)
 annotation_path = ""                       # or a training-list file to evaluate (ground truth from its lines / XMLs)
@@ -51,6 +51,10 @@ dataset_format = "voc"                     # with dataset_path: "voc", "yolo" or
 dataset_path = ""                          # "" = VOCdevkit_path; else the dataset voc_annotation.py converted
 image_dir = ""                             # COCO: folder of the images; "" = found beside the JSON
 lists_dir = "."                            # with dataset_path: the image set is <lists_dir>/2007_<image_set>.txt
+
+# What a value given on the command line must be, beyond the type of its default (utils/config.py); YOLO's too.
+_LIMITS = {"map_mode": "0..4", "MINOVERLAP": "0..1", "confidence": "0..1", "nms_iou": "0..1", "score_threhold": "0..1",
+           "input_shape": ">=32", "width_mult": ">0", "depth_mult": ">0"}
 
 
 def write_report(out_path, metrics, result, matrix, class_names):
@@ -124,6 +128,18 @@ def _data_samples(config, class_names, lists):
                                                              for line in read_annotation_file(list_path)])
 
 
+def report_threshold(config, given, yolo):
+    """The score where P / R / F1 are reported: ``score_threhold`` when given, else the weights' calibrated
+    threshold (the one predict.py uses), else the default."""
+    if "score_threhold" in given:
+        return config["score_threhold"]
+    threshold, _ = adoptable_threshold(yolo.metadata)
+    if threshold is None:
+        return config["score_threhold"]
+    print(f"P, R and F1 at the weights' calibrated threshold {threshold:.4f} (pass --score_threhold to choose)")
+    return threshold
+
+
 def output_path(config):
     """Where results go: ``map_out_path`` as given, else a new numbered ``map_out/<name>`` (map_mode 3 / 4, which
     read existing files, take the newest folder that has them)."""
@@ -193,6 +209,7 @@ def main(config, given=None):
         # The model's own evaluation: detections computed once, in memory, by utils/evaluation.py; the
         # map_out text files are written from them, and the metric never reads them back.
         yolo = build_yolo(config, given, data_lists)
+        config = {**config, "score_threhold": report_threshold(config, given, yolo)}
         samples = read_samples(config, yolo.class_names, data_lists)
         evaluation = evaluate_model(yolo.forward_net, samples, yolo.decoding, yolo.class_names, yolo.torch_device,
                                     config["MINOVERLAP"], config["score_threhold"], config["confidence"],

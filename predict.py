@@ -50,6 +50,10 @@ _IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 _VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv")
 _OUTPUT_ROOT = "img_out"
 _MODES = ("predict", "video", "fps", "dir_predict", "heatmap", "export_onnx", "predict_onnx")
+# What a value given on the command line must be, beyond the type of its default (utils/config.py); YOLO's too.
+# (--mode: settings() checks it against _MODES.)
+_LIMITS = {"video_fps": ">0", "test_interval": ">=1", "calibration_images": ">=1",
+           "confidence": "0..1", "nms_iou": "0..1", "input_shape": ">=32", "width_mult": ">0", "depth_mult": ">0"}
 
 
 def has_display():

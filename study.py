@@ -68,6 +68,13 @@ _GITIGNORE = ("# written by study.py: weights, checkpoints and run logs stay out
               "*/seed*/loss_*/\n*/seed*/train.log\n*/seed*/.run.lock\n")
 
 
+def train_limits(defaults):
+    """train.py's ``_LIMITS`` for the settings a study passes on (``defaults``: ``train_defaults()``)."""
+    import train
+
+    return {name: limit for name, limit in train._LIMITS.items() if name in defaults}
+
+
 def train_defaults():
     """train.py's settings (module globals), less the per-run ones."""
     import train
@@ -109,7 +116,7 @@ def resolve_study_config(argv, own=None):
         raise UserError(f"--{per_run[0]} is set by each run of the study (seeds: --seeds N and "
                          f"--first_seed; folders: --study_dir)")
     defaults = train_defaults()
-    config = resolve_config({**defaults, **own}, argv, script_path=__file__)
+    config = resolve_config({**defaults, **own}, argv, script_path=__file__, limits=train_limits(defaults))
     config["sweep"] = axes or config["sweep"]
     config["variants"] = build_variants(config, set(defaults))
     # A preset's settings (``study.py config/quickstart.py ...``) reach every run like command-line ones.

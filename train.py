@@ -77,6 +77,23 @@ resume = False                                   # True: continue the newest run
 distributed = False                              # multi-GPU / multi-node via torchrun (see README)
 sync_bn = False                                  # SyncBatchNorm across GPUs when distributed
 
+# What a value given on the command line or in a preset must be, beyond the type of its default (utils/config.py:
+# ">0" / ">=1" / "0..1" bounds, a tuple of choices, "number": an int setting that takes floats too, "None": also
+# None, "path": a bool that also takes a file). --help shows them.
+_LIMITS = {
+    "time_budget_min": "number, >0", "width_mult": ">0", "depth_mult": ">0", "input_shape": ">=32",
+    "seed": ">=0", "mosaic_prob": "0..1", "mixup_prob": "0..1", "special_aug_ratio": "0..1", "scale_range": ">0",
+    "min_box_visible": "0..1", "min_class_visible": "0..1", "label_smoothing": "number, >=0, <1",
+    "Init_Epoch": ">=0", "Freeze_Epoch": ">=0", "Freeze_batch_size": ">=1", "UnFreeze_Epoch": ">=1",
+    "Unfreeze_batch_size": ">=1", "Init_lr": ">0", "Min_lr": ">0", "optimizer_type": ("sgd", "adam", "adamw"),
+    "momentum": ">=0, <1", "weight_decay": ">=0", "lr_decay_type": ("cos", "step"), "ema_tau": "number, >0",
+    "focal_alpha": "0..1", "focal_gamma": ">=0", "focal_normalize": ("positives", "weights", "mean"),
+    "focal_type": ("focal", "varifocal"), "obj_target": ("auto", "binary", "iou"), "obj_prior": ">0, <1",
+    "level_balance": ">=0", "box_loss_weight": ">=0", "obj_loss_weight": ">=0", "cls_loss_weight": ">=0",
+    "focal_loss_ratio": ">0", "iou_type": ("ciou", "siou"), "iou_thresh": ">0, <1, None", "nominal_batch_size": ">=0",
+    "save_period": ">=1", "eval_period": ">=1", "num_workers": ">=0", "resume": "path",
+}
+
 
 def main(argv=None):
     from utils.config import resolve_config

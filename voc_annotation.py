@@ -37,6 +37,11 @@ dataset_format = 'voc'                            # with dataset_path: 'voc', 'y
 dataset_path = ''                                 # '' = VOCdevkit_path/VOC2007 (upstream); else a VOC or YOLO folder or a COCO JSON
 image_dir = ''                                    # COCO: folder of the images; '' = found beside the JSON
 
+# What a value given on the command line must be, beyond the type of its default (utils/config.py);
+# VOCdevkit_sets takes any number of (year, image set) pairs.
+_LIMITS = {"annotation_mode": "0..2", "trainval_percent": "0..1", "train_percent": "0..1",
+           "VOCdevkit_sets": "any length", "dataset_format": FORMATS}
+
 
 def dataset_split(config, dataset):
     """The split to write: the dataset's own (``annotation_mode 2``) or a seeded one (``0``)."""
@@ -69,8 +74,16 @@ def convert_dataset(config):
         classes_path = write_class_file(dataset.class_names, os.path.join(config["lists_dir"], "dataset_classes.txt"))
         print(f"Class names ({len(dataset.class_names)}) written to {classes_path}")
     lists = {name: os.path.join(config["lists_dir"], f"2007_{name}.txt") for name in ("train", "val")}
-    print(f"Train with: python train.py --classes_path {classes_path} --train_annotation_path {lists['train']} "
-          f"--val_annotation_path {lists['val']}")
+    print(train_command(classes_path, lists))
+
+
+def train_command(classes_path, lists):
+    """The next step, with how long it takes: train.py's auto settings fit a CPU run to its time budget."""
+    import train
+
+    return (f"Train with: python train.py --classes_path {classes_path} --train_annotation_path {lists['train']} "
+            f"--val_annotation_path {lists['val']}\n(on a CPU it trains the quick-start model for about "
+            f"{train.time_budget_min} min, fitted to this data; --time_budget_min changes that; on a GPU the full model)")
 
 
 def main(config):

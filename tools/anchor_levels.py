@@ -34,6 +34,7 @@ train_annotation_path = "2007_train.txt"                   # the training list w
 classes_path = "model_data/sample_classes.txt"             # its classes
 anchors_mask = [[6, 7, 8], [3, 4, 5], [0, 1, 2]]           # anchors of the stride-32, 16 and 8 levels
 scales = [0.5, 0.7, 1.3]                                   # box rescalings whose level changes are counted
+_LIMITS = {"anchors_paths": "any length", "scales": "any length, >0"}  # lists of any length; the rest typed by their defaults
 
 
 def level_rows(anchors, boxes, owners, images, config):

@@ -31,6 +31,7 @@ gammas = [0, 0.5, 1, 2, 5]                    # focusing parameters to draw, one
 _ALPHA = 0.5
 # p_t grid: sigmoid's logit is infinite at 0 and 1, so the ends are left out by a small margin.
 _P_T = np.linspace(1e-3, 1 - 1e-3, 999)
+_LIMITS = {"gammas": "any length, >=0"}  # lists of any length; the rest typed by their defaults
 
 
 def focal_curves(p_t, gamma):

@@ -30,6 +30,7 @@ iou_thresh = 0.213                                         # the multi-anchor th
 # (name, iou_thresh or None, neighbour_cells) of the assignments compared; None is upstream's single best anchor.
 ASSIGNMENTS = (("upstream (best anchor, centre cell)", False, False), ("iou_thresh", True, False),
                ("neighbour_cells", False, True), ("iou_thresh + neighbour_cells (train.py)", True, True))
+_LIMITS = {"input_sizes": "any length, >=32"}  # lists of any length; the rest typed by their defaults
 
 
 def cells_per_image(size, anchors_mask):

@@ -4,13 +4,43 @@ A script defines its settings as plain module-level globals with a comment each,
 ``resolve_config(globals(), sys.argv[1:])``. Every setting can be overridden as
 ``--name=value`` or ``--name value``; values are parsed as Python literals
 (``--input_shape "[320, 320]"``, ``--focal_loss True``), anything else stays a string (paths).
+
+Every value given is typed by the setting's default, on the command line and in preset files alike (the script's
+own defaults are not checked); a script's private module-level dict ``_LIMITS`` adds ranges and choices:
+
+* bool: ``True`` / ``False`` (any case) or ``1`` / ``0``.
+* int: an integer (not ``2.5``, not ``True``); float: an integer or a float (stored as a float).
+* str: anything; numbers stay the text typed (``--device 0`` -> ``"0"``), as do lists.
+* list / tuple: a list of the same length whose items fit the default's items the same way, nested lists too
+  (``anchors_mask`` takes a 3 x 3 list of integers); an empty default takes any list.
+* dict: a dict. ``None``: anything.
+
+``_LIMITS`` maps a setting's name to a limit: a tuple of the values allowed (``("sgd", "adam", "adamw")``), or a
+string of comma-separated terms:
+
+* ``">0"``, ``">=1"``, ``"<1"``, ``"<=1"``: a bound; ``"0..1"``: from 0 to 1, both included. Several bounds
+  all apply (``">=0, <1"``). A number setting's value must lie within them, a list setting's every number; a
+  ``None`` default then takes ``None`` or a number within them.
+* ``number``: an int setting also takes a float (``label_smoothing = 0`` takes 0.1).
+* ``None``: the setting also takes ``None`` (``iou_thresh = 0.213``, None = off).
+* ``path``: a bool setting also takes a string, e.g. a file (``resume``).
+* ``any length``: a list setting takes any number of items, each like the default's (``VOCdevkit_sets``).
+
+A bare bool flag (``--focal_loss`` last, or followed by another ``--name``) means True; any other setting given
+bare "needs a value". ``read_preset`` without limits reads loosely (a value fitted to its default's type where that
+is unambiguous), for code that reads again a preset already checked.
+
+``--help`` shows each limit in brackets before the setting's comment. A bad value is one line,
+``error: --NAME takes WHAT, got VALUE``, and exit status 2.
 """
 import ast
 import difflib
 import re
 import sys
+from dataclasses import dataclass
 
 from utils.errors import UserError
+from utils.paths import resource_path
 
 _SETTING_TYPES = (bool, int, float, str, list, tuple, dict, type(None))
 
@@ -41,26 +71,211 @@ def parse_value(text):
         return text
 
 
-def _coerce(name, default, value, text):
-    """Fit a parsed value to the type of its default where that is unambiguous."""
-    if isinstance(default, bool) and isinstance(value, int) and not isinstance(value, bool) and value in (0, 1):
+
+_NUMBER = r"([-+]?[0-9]+(?:\.[0-9]+)?(?:e[-+]?[0-9]+)?)"
+_BOUND = re.compile(rf"^(>=|<=|>|<)\s*{_NUMBER}$", re.IGNORECASE)
+_SPAN = re.compile(rf"^{_NUMBER}\s*\.\.\s*{_NUMBER}$", re.IGNORECASE)
+_OPERATORS = {">": float.__gt__, ">=": float.__ge__, "<": float.__lt__, "<=": float.__le__}
+_WORDS = {"number", "None", "path", "any length"}
+
+
+@dataclass(frozen=True)
+class Limit:
+    """A parsed ``_LIMITS`` entry (see the module docstring)."""
+    bounds: tuple = ()          # ((operator, number text), ...)
+    span: tuple = None          # (low text, high text) of "low..high"
+    choices: tuple = None
+    number: bool = False
+    none: bool = False
+    path: bool = False
+    any_length: bool = False
+
+    def range_text(self):
+        """``> 0``, ``from 0 to 1``, ``>= 0 and < 1``; "" without bounds."""
+        parts = [f"from {self.span[0]} to {self.span[1]}"] if self.span else []
+        return " and ".join(parts + [f"{op} {num}" for op, num in self.bounds])
+
+    def help_text(self):
+        """The short form ``--help`` shows: ``>0``, ``0..1``, ``sgd|adam``, ``>0 <1 or None``, ``any length``
+        (``number`` only widens the type, and goes unsaid)."""
+        if self.choices is not None:
+            return "|".join(str(c) for c in self.choices)
+        parts = [f"{self.span[0]}..{self.span[1]}"] if self.span else []
+        parts += [f"{op}{num}" for op, num in self.bounds]
+        text = " ".join(parts)
+        for flag, word in ((self.any_length, "any length"), (self.path, "or a path"), (self.none, "or None")):
+            if flag:
+                text = f"{text} {word}" if text else word
+        return text
+
+    def within(self, number):
+        number = float(number)
+        if self.span and not float(self.span[0]) <= number <= float(self.span[1]):
+            return False
+        return all(_OPERATORS[op](number, float(num)) for op, num in self.bounds)
+
+
+NO_LIMIT = Limit()
+
+
+def parse_limit(spec):
+    """A ``Limit`` from a ``_LIMITS`` value: a tuple / list of choices, or a string of terms (module docstring).
+    A malformed spec is the script's bug: ``ValueError``."""
+    if isinstance(spec, Limit):
+        return spec
+    if isinstance(spec, (tuple, list)):
+        if not spec:
+            raise ValueError("a choices limit needs at least one value")
+        return Limit(choices=tuple(spec))
+    if not isinstance(spec, str):
+        raise ValueError(f"a limit is a string like '>0' or a tuple of choices, got {spec!r}")
+    bounds, span, words = [], None, set()
+    for term in (t.strip() for t in spec.split(",")):
+        bound, between = _BOUND.match(term), _SPAN.match(term)
+        if bound:
+            bounds.append((bound.group(1), bound.group(2)))
+        elif between and span is None:
+            span = (between.group(1), between.group(2))
+        elif term in _WORDS:
+            words.add(term)
+        else:
+            raise ValueError(f"limit {spec!r}: {term!r} is not '>N', '>=N', '<N', '<=N', 'A..B' or one of "
+                             f"{', '.join(sorted(_WORDS))}")
+    return Limit(tuple(bounds), span, None, "number" in words, "None" in words, "path" in words,
+                 "any length" in words)
+
+
+def parse_limits(limits, defaults):
+    """``{name: Limit}`` of a script's ``_LIMITS``; a name that is no setting is the script's bug (``ValueError``)."""
+    unknown = sorted(set(limits or {}) - set(defaults))
+    if unknown:
+        raise ValueError(f"_LIMITS names {', '.join(unknown)}, which are not settings")
+    return {name: parse_limit(spec) for name, spec in (limits or {}).items()}
+
+
+
+_BAD = object()
+
+
+def _is_number(value):
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _fit(default, value, limit=NO_LIMIT):
+    """``value`` fitted to the type of ``default`` (a float default turns an int into a float, a list default
+    a tuple into a list), or ``_BAD``. Bounds are checked separately (``_within``)."""
+    if value is None:
+        return None if default is None or limit.none else _BAD
+    if limit.choices is not None:
+        return value if value in limit.choices and type(value) in {type(c) for c in limit.choices} else _BAD
+    if isinstance(default, bool):
+        if isinstance(value, bool):
+            return value
+        if type(value) is int and value in (0, 1):
+            return bool(value)
+        return value if limit.path and isinstance(value, str) else _BAD
+    if isinstance(default, int) and not limit.number:
+        return value if type(value) is int else _BAD
+    if isinstance(default, (int, float)) or (default is None and (limit.bounds or limit.span)):
+        if not _is_number(value):
+            return _BAD
+        return float(value) if isinstance(default, float) else value
+    if isinstance(default, str):
+        return value if isinstance(value, str) else _BAD
+    if isinstance(default, (list, tuple)):
+        if not isinstance(value, (list, tuple)):
+            return _BAD
+        if default and not limit.any_length and len(value) != len(default):
+            return _BAD
+        items = []
+        for i, item in enumerate(value):
+            fitted = _fit(default[min(i, len(default) - 1)], item) if default else item
+            if fitted is _BAD:
+                return _BAD
+            items.append(fitted)
+        return type(default)(items)
+    if isinstance(default, dict):
+        return value if isinstance(value, dict) else _BAD
+    return value                                            # a None default takes anything
+
+
+def _within(value, limit):
+    """Whether every number in ``value`` (itself, or in a list) lies within ``limit``'s bounds."""
+    if isinstance(value, (list, tuple)):
+        return all(_within(item, limit) for item in value)
+    return not _is_number(value) or limit.within(value)
+
+
+def _kind(default, limit, list_range=True):
+    """What a setting takes, for messages: ``a number > 0``, ``True or False``, ``a list like [416, 416]``
+    (``, each >= 32`` with ``list_range``: what a list of the right shape missed)."""
+    bounds = limit.range_text()
+    if limit.choices is not None:
+        text = "one of " + ", ".join(map(repr, limit.choices))
+    elif isinstance(default, bool):
+        text = "True, False or a path" if limit.path else "True or False"
+    elif isinstance(default, int) and not limit.number:
+        text = "an integer" + (f" {bounds}" if bounds else "")
+    elif isinstance(default, (int, float)) or (default is None and bounds):
+        text = "a number" + (f" {bounds}" if bounds else "")
+    elif isinstance(default, (list, tuple)):
+        text = f"a list like {default!r}" + (" (any length)" if limit.any_length else "")
+        text += f", each {bounds}" if bounds and list_range else ""
+    elif isinstance(default, dict):
+        text = "a dict"
+    elif isinstance(default, str):
+        text = "a string"
+    else:
+        text = "a value"
+    return text + ((", or None" if bounds else " or None") if limit.none else "")
+
+
+def _shown(value, width=60):
+    text = repr(value)
+    return text if len(text) <= width else text[:width - 3] + "..."
+
+
+def _coerce(name, default, value, text, limit=None):
+    """``value`` (parsed from ``text``) checked against the type of the setting's default and its limit, and
+    fitted to that type; ``ConfigError`` (``--name takes WHAT, got VALUE``) when it does not fit."""
+    limit = limit or NO_LIMIT
+    if isinstance(default, str) and limit.choices is None:
+        # as before: numbers (and lists) stay the text typed (--save_dir 2024, --device 0); None / True / False stay
+        return value if value is None or isinstance(value, (str, bool)) else text
+    if isinstance(default, bool) and limit.path and value is not None and not isinstance(value, (str, bool)) \
+            and not (type(value) is int and value in (0, 1)):
+        value = text                                        # --resume 3: a path named 3
+    fitted = _fit(default, value, limit)
+    if fitted is _BAD or (fitted is not None and not _within(fitted, limit)):
+        raise ConfigError(f"--{name} takes {_kind(default, limit, list_range=fitted is not _BAD)}, "
+                          f"got {_shown(value)}")
+    return fitted
+
+
+def _coerce_loosely(name, default, value, text, limit=None):
+    """``read_preset``'s reading without limits: ``value`` fitted to the type of its default where that is
+    unambiguous, else kept as it is; a string for a number setting is the one error."""
+    if isinstance(default, bool) and type(value) is int and value in (0, 1):
         return bool(value)
-    if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
+    if isinstance(default, float) and _is_number(value):
         return float(value)
     if isinstance(default, str) and value is not None and not isinstance(value, (str, bool)):
         return text                     # e.g. --save_dir 2024 or --device 0 stay strings
     if isinstance(default, list) and isinstance(value, tuple):
         return list(value)
-    if isinstance(default, (int, float)) and not isinstance(default, bool) and isinstance(value, str):
-        raise ConfigError(f"--{name} expects a number, got {text!r}")
+    if _is_number(default) and isinstance(value, str):
+        raise ConfigError(f"--{name} takes a number, got {_shown(value)}")
     return value
 
 
-def parse_overrides(defaults, argv):
-    """Apply ``--name=value`` / ``--name value`` pairs from ``argv`` to a copy of ``defaults``.
 
-    Unknown names, missing values and stray arguments raise ``ConfigError`` naming the valid settings.
-    """
+def parse_overrides(defaults, argv, limits=None):
+    """Apply ``--name=value`` / ``--name value`` pairs from ``argv`` to a copy of ``defaults``, each value checked
+    against its default's type and ``limits`` (a script's ``_LIMITS``).
+
+    Unknown names, missing values, bad values and stray arguments raise ``ConfigError`` naming the setting.
+    ``limits=None``: no ranges, the values are still typed."""
+    limits = parse_limits(limits, defaults)
     config = dict(defaults)
     i = 0
     while i < len(argv):
@@ -68,15 +283,18 @@ def parse_overrides(defaults, argv):
         if not arg.startswith("--") or arg == "--":
             raise ConfigError(f"unexpected argument {arg!r}; settings are given as --name=value or --name value")
         name, sep, text = arg[2:].partition("=")
-        if not sep:
-            if i + 1 >= len(argv):
-                raise ConfigError(f"--{name} needs a value")
-            text = argv[i + 1]
-            i += 1
         i += 1
         if name not in defaults:
             raise ConfigError(unknown_setting_message(name, defaults))
-        config[name] = _coerce(name, defaults[name], parse_value(text), text)
+        if not sep:
+            if i >= len(argv) or argv[i].startswith("--"):
+                if isinstance(defaults[name], bool):
+                    config[name] = True                     # a bare --focal_loss
+                    continue
+                raise ConfigError(f"--{name} needs a value (--{name}=VALUE or --{name} VALUE)")
+            text = argv[i]
+            i += 1
+        config[name] = _coerce(name, defaults[name], parse_value(text), text, limits.get(name))
     return config
 
 
@@ -102,17 +320,27 @@ def setting_comments(path):
     return comments
 
 
-def print_help(defaults, script_path, out=None):
+def print_help(defaults, script_path, out=None, limits=None):
+    """Every setting with its default, its limit in brackets (``[>0]``, ``[0..1]``) and its comment."""
     out = out or sys.stdout
     comments = setting_comments(script_path)
-    print(f"usage: python {script_path} [--name=value ...]\n\nsettings (default, meaning):", file=out)
+    limits = parse_limits(limits, defaults)
+    print(f"usage: python {script_path} [--name=value ...]\n\nsettings (default, [limit], meaning):", file=out)
     for name, value in defaults.items():
-        print(f"  --{name:<24} {value!r:<34} {comments.get(name, '')}", file=out)
+        limit = f"[{limits[name].help_text()}] " if name in limits else ""
+        print(f"  --{name:<24} {value!r:<34} {limit}{comments.get(name, '')}".rstrip(), file=out)
 
 
-def read_preset(path, defaults):
+def read_preset(path, defaults, limits=None):
     """The settings of a preset file (nanoGPT's ``config/<name>.py``): plain ``name = literal`` lines, read as
-    literals (never executed). Unknown names and anything else are errors naming the file and line."""
+    literals (never executed). Unknown names and anything else are errors naming the file and line.
+
+    With ``limits`` (a script's ``_LIMITS``, ``{}`` for none; ``resolve_config`` passes them) each value is checked
+    like a command-line one, and a bad one names the file and line; without, values are read loosely (module
+    docstring), as callers need that read again a preset ``resolve_config`` has checked, against settings already
+    resolved (``iou_thresh = None`` against an ``iou_thresh`` of 0.3 given on the command line)."""
+    checked = limits is not None
+    limits = parse_limits(limits, defaults)
     try:
         with open(path, encoding="utf-8") as f:
             tree = ast.parse(f.read(), filename=path)
@@ -133,24 +361,38 @@ def read_preset(path, defaults):
             value = ast.literal_eval(node.value)
         except ValueError:
             raise ConfigError(f"{path}:{node.lineno}: the value of {name} is not a Python literal") from None
-        settings[name] = _coerce(name, defaults[name], value, ast.unparse(node.value))
+        text = ast.unparse(node.value)
+        if not checked:
+            settings[name] = _coerce_loosely(name, defaults[name], value, text)
+            continue
+        try:
+            settings[name] = _coerce(name, defaults[name], value, text, limits.get(name))
+        except ConfigError as err:
+            raise ConfigError(f"{path}:{node.lineno}: {err.message}") from None
     return settings
 
 
-def resolve_config(namespace, argv, script_path=None):
+def resolve_config(namespace, argv, script_path=None, limits=None):
     """Defaults from a script's globals updated by ``argv``; ``-h``/``--help`` prints them and exits.
 
-    ``argv`` may start with a preset file (``config/quickstart.py``): its settings replace the defaults, and the
-    ``--name value`` overrides after it apply on top."""
+    ``limits`` (default: the namespace's ``_LIMITS``, ``{}`` when it has none) type and bound the values given
+    (module docstring). ``argv`` may start with a preset file (``config/quickstart.py``): its settings replace the
+    defaults, and the ``--name value`` overrides after it apply on top (checked against the script's defaults)."""
     defaults = script_settings(namespace)
+    limits = namespace.get("_LIMITS", {}) if limits is None else limits
+    parse_limits(limits, defaults)                      # a malformed _LIMITS fails here, with a traceback
     if any(a in ("-h", "--help") for a in argv):
-        print_help(defaults, script_path or namespace.get("__file__", "script.py"))
+        print_help(defaults, script_path or namespace.get("__file__", "script.py"), limits=limits)
         raise SystemExit(0)
     try:
         if argv and argv[0].endswith(".py") and not argv[0].startswith("--"):
-            defaults = {**defaults, **read_preset(argv[0], defaults)}
-            argv = argv[1:]
-        return parse_overrides(defaults, argv)
+            preset = read_preset(resource_path(argv[0]), defaults, limits)
+            if limits is None:
+                return parse_overrides({**defaults, **preset}, argv[1:])
+            config = parse_overrides(defaults, argv[1:], limits)      # typed by the script's own defaults
+            given = command_line_names(argv[1:])
+            return {**config, **{k: v for k, v in preset.items() if k not in given}}
+        return parse_overrides(defaults, argv, limits)
     except ConfigError as err:
         print(f"error: {err.message}", file=sys.stderr)
         raise SystemExit(2) from None
