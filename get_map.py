@@ -1,6 +1,6 @@
 """Evaluate a trained YOLOv4 on a VOC image set (upstream's get_map.py, with this project's metrics).
 
-map_mode 0 detects on the image set and scores the detections in memory with utils/evaluation.py, the
+map_mode 0 detects on the image set and scores the detections in memory with utils/metrics/evaluation.py, the
 evaluation training uses (same preprocessing, float boxes, XML ground truth with difficult objects ignored), so
 ``--image_set val`` reports the mAP the training log shows for the same weights. It also writes upstream's
 ``map_out/detection-results/`` and ``ground-truth/`` text files (integer boxes) for other tools. 1 and 2 write
@@ -17,19 +17,20 @@ from tqdm import tqdm
 
 from utils.atomic import atomic_save_image, atomic_write
 from utils.config import command_line_names, resolve_config
-from utils.annotation import parse_annotation_line, read_annotation_file
-from utils.data_source import dataset_for, resolve_data
-from utils.datasets import read_dataset
-from utils.error_breakdown import class_agnostic_map, detection_kinds
+from utils.data.annotation import parse_annotation_line, read_annotation_file
+from utils.data.data_source import dataset_for, resolve_data
+from utils.data.datasets import read_dataset
+from utils.metrics.error_breakdown import class_agnostic_map, detection_kinds
 from utils.errors import UserError, run_entry
-from utils.evaluation import (EVAL_CONFIDENCE, EVAL_NMS_IOU, evaluate_model, samples_from_annotation_lines,
-                              samples_from_records, samples_from_voc, score)
-from utils.metrics_table import print_metrics_table
-from utils.run_dirs import latest_run_with, new_run_dir
-from utils.plots import plot_ap_bars, plot_confusion_matrix, plot_pr_curves
-from utils.run_metadata import adoptable_threshold, calibration_fields, metadata_path, read_metadata, write_metadata
+from utils.metrics.evaluation import (EVAL_CONFIDENCE, EVAL_NMS_IOU, evaluate_model, samples_from_annotation_lines,
+                                      samples_from_records, samples_from_voc, score)
+from utils.metrics.metrics_table import print_metrics_table
+from utils.engine.run_dirs import latest_run_with, new_run_dir
+from utils.metrics.plots import plot_ap_bars, plot_confusion_matrix, plot_pr_curves
+from utils.engine.run_metadata import (adoptable_threshold, calibration_fields, metadata_path, read_metadata,
+                                       write_metadata)
 from utils.utils import get_classes
-from utils.utils_map import read_map_txt, write_map_txt
+from utils.metrics.mean_ap import read_map_txt, write_map_txt
 from yolo import YOLO, draw_detections, newest_weights_if_missing, open_image
 
 map_mode = 0                               # 0 all, 1 detections only, 2 ground truth only, 3 VOC mAP, 4 COCO mAP
@@ -88,7 +89,7 @@ def build_yolo(config, given, data_lists=None):
 
 
 def read_samples(config, class_names, data_lists=None):
-    """The image set's images with their ground truth (utils/evaluation.py); problems are printed.
+    """The image set's images with their ground truth (utils/metrics/evaluation.py); problems are printed.
 
     Upstream's layout: ``VOCdevkit_path/VOC2007/ImageSets/Main/<image_set>.txt`` and its XMLs. With ``data``
     (``data_lists``, its resolved lists) or ``dataset_path``: the images of the ``image_set`` list with the ground
@@ -185,7 +186,7 @@ def report_metrics(config, metrics, result, matrix, class_names):
 
 
 def print_error_breakdown(config, samples, detections):
-    """Where the mAP goes (utils/error_breakdown.py): the AP if every detection had the right class, and what
+    """Where the mAP goes (utils/metrics/error_breakdown.py): the AP if every detection had the right class, and what
     the detections at score_threhold hit."""
     ground_truths = {i: sample.ground_truth for i, sample in enumerate(samples)}
     detections = dict(enumerate(detections))
@@ -206,7 +207,7 @@ def main(config, given=None):
                               else None) if config["data"] else None
     config = {**config, "map_out_path": output_path(config)}
     if config["map_mode"] in (0, 1):
-        # The model's own evaluation: detections computed once, in memory, by utils/evaluation.py; the
+        # The model's own evaluation: detections computed once, in memory, by utils/metrics/evaluation.py; the
         # map_out text files are written from them, and the metric never reads them back.
         yolo = build_yolo(config, given, data_lists)
         config = {**config, "score_threhold": report_threshold(config, given, yolo)}

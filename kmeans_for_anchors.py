@@ -14,7 +14,7 @@ import numpy as np
 from utils.atomic import atomic_savefig, atomic_write_lines
 from utils.config import resolve_config
 from utils.errors import UserError, run_entry
-from utils.voc import parse_voc_xml
+from utils.data.voc import parse_voc_xml
 
 input_shape = [416, 416]                                # network input [height, width] the anchors are for
 anchors_num = 9                                         # number of anchors (9 for YOLOv4's three levels)

@@ -16,12 +16,12 @@ import time
 import cv2
 import numpy as np
 
-from utils.annotation import parse_annotation_line, read_annotation_file
+from utils.data.annotation import parse_annotation_line, read_annotation_file
 from utils.atomic import atomic_save_image
 from utils.config import command_line_names, resolve_config
 from utils.errors import UserError, run_entry
 from utils.paths import resource_path
-from utils.run_dirs import new_run_dir
+from utils.engine.run_dirs import new_run_dir
 from yolo import YOLO, YOLO_ONNX, open_image
 
 source = ""                                 # an image, a folder of images, a video file or a camera index ("0"): detect on it (any mode below is then not needed)

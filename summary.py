@@ -1,5 +1,5 @@
 """Print the YOLOv4 model summary: per-module output shapes, parameters and MACs, and the totals
-(upstream prints these with thop; here forward hooks count them, see utils/model_stats.py).
+(upstream prints these with thop; here forward hooks count them, see utils/deploy/model_stats.py).
 
 The network is built on PyTorch's ``meta`` device: only shapes are propagated, so the summary is
 instant and needs no weights, GPU or memory for activations.
@@ -12,7 +12,7 @@ import torch
 from nets.yolo import YoloBody
 from utils.config import resolve_config
 from utils.errors import UserError, run_entry
-from utils.model_stats import count_macs, count_parameters
+from utils.deploy.model_stats import count_macs, count_parameters
 
 input_shape = [416, 416]  # network input (height, width), multiples of 32
 anchors_mask = [[6, 7, 8], [3, 4, 5], [0, 1, 2]]  # anchor indices per output level (strides 32, 16, 8)

@@ -97,7 +97,7 @@ _LIMITS = {
 
 def main(argv=None):
     from utils.config import resolve_config
-    from utils.trainer import train
+    from utils.engine.trainer import train
 
     config = resolve_config(globals(), sys.argv[1:] if argv is None else argv, script_path=__file__)
     return train(config, argv=sys.argv[1:] if argv is None else argv)

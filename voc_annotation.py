@@ -1,8 +1,8 @@
 """Dataset -> split and the training lists ``2007_train.txt`` / ``2007_val.txt`` (and ``2007_test.txt``).
 
 With the defaults, upstream's behaviour and names: ``VOCdevkit/VOC2007`` is split into ``ImageSets/Main`` (seeded)
-and the lists are written from it, with image paths that may contain spaces, images in any of utils/voc.py's
-IMAGE_EXTENSIONS, and every XML and image checked by ``utils.dataset_check`` (problems reported once each, fixable
+and the lists are written from it, with image paths that may contain spaces, images in any of utils/data/voc.py's
+IMAGE_EXTENSIONS, and every XML and image checked by ``utils.data.dataset_check`` (problems reported once each, fixable
 boxes clipped, unusable objects and images skipped). Boxes are written as in the XML (VOC's 1-based corners).
 
 ``--dataset_path`` reads a dataset elsewhere, in ``--dataset_format`` voc (a folder with Annotations/, JPEGImages/
@@ -16,14 +16,14 @@ import os
 import sys
 
 from utils.config import resolve_config
-from utils.datasets import FORMATS, read_dataset, write_class_file, write_dataset_lists
+from utils.data.datasets import FORMATS, read_dataset, write_class_file, write_dataset_lists
 from utils.errors import UserError, run_entry
-# The list builders live in utils/training_lists.py (train.py builds missing lists with them too);
+# The list builders live in utils/data/training_lists.py (train.py builds missing lists with them too);
 # they are imported here under upstream's script so that existing callers keep working.
-from utils.training_lists import build_training_lists, split_image_sets  # noqa: F401
-from utils.training_lists import seeded_split
+from utils.data.training_lists import build_training_lists, split_image_sets  # noqa: F401
+from utils.data.training_lists import seeded_split
 from utils.utils import get_classes
-from utils.voc import find_image, read_image_set, voc_folder  # noqa: F401
+from utils.data.voc import find_image, read_image_set, voc_folder  # noqa: F401
 
 annotation_mode = 0                               # 0: split + lists, 1: only the ImageSets split, 2: only the lists
 classes_path = 'model_data/sample_classes.txt'    # class names, one per line; their order gives the class ids

@@ -20,18 +20,18 @@ from PIL import Image, ImageDraw, ImageFont
 from nets.fuse import inference_model
 from utils.atomic import atomic_save_image, atomic_savefig
 from nets.yolo import YoloBody, has_decoupled_head, num_classes_of_state_dict, resolve_scale
-from utils.checkpoint import is_darknet_path, load_state_dict_file
+from utils.engine.checkpoint import is_darknet_path, load_state_dict_file
 from utils.errors import UserError
-from utils.inductor import compiled_inference_model
-from utils.darknet import DARKNET_SCALE_X_Y
-from utils.onnx_int8 import quantize_onnx
-from utils.run_dirs import TRAIN_ROOT, latest_run_with
-from utils.run_metadata import adoptable_threshold, metadata_path, read_metadata
-from utils.evaluation import LETTERBOX_IMAGE, Decoding, detections_from_outputs
-from utils.preprocess import network_input, open_image, rgb_array  # noqa: F401 (open_image: predict/get_map use it)
+from utils.deploy.compiled import compiled_inference_model
+from utils.deploy.darknet import DARKNET_SCALE_X_Y
+from utils.deploy.onnx_int8 import quantize_onnx
+from utils.engine.run_dirs import TRAIN_ROOT, latest_run_with
+from utils.engine.run_metadata import adoptable_threshold, metadata_path, read_metadata
+from utils.metrics.evaluation import LETTERBOX_IMAGE, Decoding, detections_from_outputs
+from utils.data.preprocess import network_input, open_image, rgb_array  # noqa: F401 (open_image: predict/get_map use it)
 from utils.utils import get_anchors, get_classes, resolve_device, show_config
-from utils.utils_bbox import decode_outputs, letterbox_geometry, postprocess
-from utils.utils_map import write_map_txt
+from utils.deploy.decode import decode_outputs, letterbox_geometry, postprocess
+from utils.metrics.mean_ap import write_map_txt
 
 # Folder detect_image(crop=True) writes crops to, as upstream.
 CROP_DIR = "img_crop"
@@ -131,7 +131,7 @@ class _Detector:
             self.model_path = newest_weights_if_missing(self.model_path)
 
     def _adopt_metadata(self, given):
-        """Take settings the caller did not pass from the weights' run metadata (utils/run_metadata.py).
+        """Take settings the caller did not pass from the weights' run metadata (utils/engine/run_metadata.py).
 
         The input size, anchors, class names and model scale the weights were trained with, the score threshold
         calibrated on the validation set (best F1) as ``confidence``, and the centre decoding
@@ -181,14 +181,14 @@ class _Detector:
 
     def _preprocess(self, image):
         """``(images (1, 3, H, W) float32 tensor, image_shape (h, w), RGB PIL image)``, made by the one
-        preprocessing of utils/preprocess.py (the evaluation's)."""
+        preprocessing of utils/data/preprocess.py (the evaluation's)."""
         rgb = rgb_array(image)
         chw, image_shape = network_input(rgb, self.input_shape, self.letterbox_image)
         return torch.from_numpy(chw)[None], image_shape, Image.fromarray(rgb)
 
     @property
     def decoding(self):
-        """How this detector turns images into inputs and outputs into boxes (utils/evaluation.py)."""
+        """How this detector turns images into inputs and outputs into boxes (utils/metrics/evaluation.py)."""
         return Decoding(self.anchors, tuple(map(tuple, self.anchors_mask)), tuple(self.input_shape),
                         bool(self.letterbox_image), None if self.scale_x_y is None else tuple(self.scale_x_y))
 
@@ -389,7 +389,7 @@ class YOLO(_Detector):
         """Export the fused network to ``model_path`` (input ``images`` 1x3xHxW, outputs ``output0..2``
         at strides 32, 16, 8, opset 13). ``simplify`` runs onnxsim when it is installed. With ``int8_images``
         (image paths, e.g. training images) also write ``int8_path(model_path)``: the model quantized to int8
-        by onnxruntime, its activation ranges calibrated on those images (utils/onnx_int8.py)."""
+        by onnxruntime, its activation ranges calibrated on those images (utils/deploy/onnx_int8.py)."""
         if importlib.util.find_spec("onnx") is None:
             raise UserError("exporting to ONNX needs the 'onnx' package: pip install onnx")
         import onnx

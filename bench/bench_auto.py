@@ -1,4 +1,4 @@
-"""Does a run take the time train.py's auto settings announce? (utils/auto_settings.py, EPOCH_OVERHEAD)
+"""Does a run take the time train.py's auto settings announce? (utils/engine/auto_settings.py, EPOCH_OVERHEAD)
 
 Runs ``python train.py --data DATA`` with nothing else but ``--time_budget_min`` (and ``--UnFreeze_Epoch`` when
 given), each in a fresh run folder under a temporary working directory, and prints per run the announced time

@@ -28,7 +28,7 @@ from bench_infer import ANCHORS_PATH, CLASSES_PATH, random_model  # noqa: E402
 from bench_train_step import UpstreamMish  # noqa: E402
 
 from nets.fuse import replace_mish  # noqa: E402
-from utils.evaluation import detections_from_outputs  # noqa: E402
+from utils.metrics.evaluation import detections_from_outputs  # noqa: E402
 from yolo import YOLO, YOLO_ONNX, int8_path  # noqa: E402
 
 

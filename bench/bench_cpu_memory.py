@@ -3,7 +3,7 @@ round), so background load hits both alike. Both build the same model (same seed
 two are never alive at once: each round runs a fresh process per set-up to its end, one after the other, so that
 the memory one process holds (freed memory kept) cannot make the other's page faults dearer.
 
---pair memory (default): glibc's default allocator against freed memory kept for reuse (utils/cpu_memory.py):
+--pair memory (default): glibc's default allocator against freed memory kept for reuse (utils/engine/cpu_memory.py):
     one process calls ``keep_freed_memory()`` first, as train.py does on the CPU; both run this repository's
     step (channels_last, BCE objectness).
 --pair upstream: upstream's step against train.py's: upstream's Mish (``x * tanh(softplus(x))``), NCHW, glibc's
@@ -35,10 +35,10 @@ from bench_train_step import MASK, UpstreamMish, make_batch, upstream_loss  # no
 from nets.fuse import inference_model, replace_mish  # noqa: E402
 from nets.yolo import YoloBody  # noqa: E402
 from nets.yolo_training import YOLOLoss  # noqa: E402
-from utils.cpu_memory import keep_freed_memory  # noqa: E402
-from utils.optim import build_optimizer  # noqa: E402
+from utils.engine.cpu_memory import keep_freed_memory  # noqa: E402
+from utils.engine.optim import build_optimizer  # noqa: E402
 from utils.utils import get_anchors  # noqa: E402
-from utils.utils_fit import total_loss  # noqa: E402
+from utils.engine.epoch import total_loss  # noqa: E402
 
 
 PAIRS = {"memory": ("glibc defaults", "kept for reuse"), "upstream": ("upstream", "train.py")}

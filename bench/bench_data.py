@@ -17,8 +17,8 @@ import numpy as np
 from PIL import Image
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from utils.annotation import format_annotation_line, parse_annotation_line  # noqa: E402
-from utils.dataloader import YoloDataset  # noqa: E402
+from utils.data.annotation import format_annotation_line, parse_annotation_line  # noqa: E402
+from utils.data.dataloader import YoloDataset  # noqa: E402
 from utils.utils import cvtColor  # noqa: E402
 
 

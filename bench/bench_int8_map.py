@@ -1,5 +1,5 @@
 """mAP of the onnxruntime int8 model against the fp32 torch path, for trained weights, through the one
-evaluation path (utils/evaluation.py): same images, preprocessing, decode, NMS and scoring; only the network
+evaluation path (utils/metrics/evaluation.py): same images, preprocessing, decode, NMS and scoring; only the network
 differs. The int8 model is calibrated on ``--calibration_images`` images of the training list (as
 predict.py --mode export_onnx --onnx_int8 True does). Prints mAP@0.5 and mAP@.5:.95 of each and the change.
 Usage: python bench/bench_int8_map.py --model_path <run>/last_epoch_weights.pth --train_list 2007_train.txt \\
@@ -15,8 +15,8 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from predict import calibration_paths  # noqa: E402
-from utils.annotation import read_annotation_file  # noqa: E402
-from utils.evaluation import evaluate_model, samples_from_annotation_lines  # noqa: E402
+from utils.data.annotation import read_annotation_file  # noqa: E402
+from utils.metrics.evaluation import evaluate_model, samples_from_annotation_lines  # noqa: E402
 from yolo import YOLO, YOLO_ONNX, int8_path  # noqa: E402
 
 

@@ -16,7 +16,7 @@ import time
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from utils.utils_map import coco_format, evaluate_detections  # noqa: E402
+from utils.metrics.mean_ap import coco_format, evaluate_detections  # noqa: E402
 
 
 def random_boxes(rng, n, size=640):

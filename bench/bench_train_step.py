@@ -9,7 +9,7 @@ upstream-style loss computes), SGD. Prints the median of several steps for each 
   channels_last  - fused Mish, model and input in channels_last memory format
   compiled       - channels_last under torch.compile (inductor); its compile time is printed apart
                    (--no_compile leaves it out)
-  train.py       - channels_last with freed memory kept for reuse (utils/cpu_memory.py), what train.py does on
+  train.py       - channels_last with freed memory kept for reuse (utils/engine/cpu_memory.py), what train.py does on
                    CPU; run after the others, since the allocator setting cannot be undone in the process
 The first step's loss of every variant is printed: all equal to float tolerance (same weights and batch), and
 the page faults of a step (the kernel zero-fills each faulted 4 KB page).
@@ -30,10 +30,10 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from nets.fuse import replace_mish  # noqa: E402
 from nets.yolo import YoloBody  # noqa: E402
 from nets.yolo_training import YOLOLoss  # noqa: E402
-from utils.cpu_memory import keep_freed_memory  # noqa: E402
-from utils.optim import build_optimizer  # noqa: E402
+from utils.engine.cpu_memory import keep_freed_memory  # noqa: E402
+from utils.engine.optim import build_optimizer  # noqa: E402
 from utils.utils import get_anchors  # noqa: E402
-from utils.utils_fit import total_loss  # noqa: E402
+from utils.engine.epoch import total_loss  # noqa: E402
 from bench_loss import upstream_style_loss  # noqa: E402
 
 MASK = [[6, 7, 8], [3, 4, 5], [0, 1, 2]]

@@ -26,9 +26,9 @@ from bench_train_step import make_batch  # noqa: E402
 from nets.fuse import inference_model  # noqa: E402
 from nets.yolo import YoloBody  # noqa: E402
 from nets.yolo_training import YOLOLoss  # noqa: E402
-from utils.optim import build_optimizer  # noqa: E402
+from utils.engine.optim import build_optimizer  # noqa: E402
 from utils.utils import get_anchors  # noqa: E402
-from utils.utils_fit import total_loss  # noqa: E402
+from utils.engine.epoch import total_loss  # noqa: E402
 
 MASK = [[6, 7, 8], [3, 4, 5], [0, 1, 2]]
 CLASSES = 20

@@ -7,8 +7,8 @@ SAMPLE_LIST_IDS = ("000002", "000003", "000004", "000005", "000006", "000007", "
 
 def sample_lines(ids):
     """Training-list lines for images of the shipped sample, built with voc_annotation's own reader."""
-    from utils.voc import parse_voc_xml
-    from utils.annotation import format_annotation_line
+    from utils.data.voc import parse_voc_xml
+    from utils.data.annotation import format_annotation_line
     from utils.utils import get_classes
 
     names, _ = get_classes(os.path.join(ROOT, "model_data", "sample_classes.txt"))

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from utils.anchor_check import anchor_report, best_possible_recall, box_sizes_at_input
+from utils.data.anchor_check import anchor_report, best_possible_recall, box_sizes_at_input
 
 
 def test_best_possible_recall_by_hand():

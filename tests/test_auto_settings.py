@@ -1,4 +1,4 @@
-"""utils/auto_settings.py (train.py ``auto`` on a CPU): the input size from the median training box as the letterbox
+"""utils/engine/auto_settings.py (train.py ``auto`` on a CPU): the input size from the median training box as the letterbox
 scales it, the epochs that fit the time budget, the epoch-time formula, when ``auto`` applies and what the
 quick-start recipe fills, the one line that reports it, and the timed step leaving the RNG alone."""
 import math
@@ -7,9 +7,9 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from utils import auto_settings
-from utils.auto_settings import (AutoPlan, choose_input_size, describe_plan, epoch_seconds, fit_epochs, plan_auto,
-                                 seconds_per_image)
+from utils.engine import auto_settings
+from utils.engine.auto_settings import (AutoPlan, choose_input_size, describe_plan, epoch_seconds, fit_epochs,
+                                        plan_auto, seconds_per_image)
 
 # Training-list lines and image sizes. The letterbox scale of an image at an s x s input is min(s / w, s / h):
 # a.jpg 640x480 -> s/640; b.jpg 320x640 (portrait) -> min(s/320, s/640) = s/640 too (the larger side decides).

@@ -1,12 +1,12 @@
-"""Safe loading, atomic saving and key/shape-matched loading (utils/checkpoint.py)."""
+"""Safe loading, atomic saving and key/shape-matched loading (utils/engine/checkpoint.py)."""
 import os
 
 import pytest
 import torch
 
 from nets.yolo import YoloBody
-from utils.checkpoint import (UnsafeWeightsError, atomic_save, describe_load, extract_state_dict, load_matching,
-                              load_state_dict_file, safe_load)
+from utils.engine.checkpoint import (UnsafeWeightsError, atomic_save, describe_load, extract_state_dict, load_matching,
+                                     load_state_dict_file, safe_load)
 
 MASK = [[6, 7, 8], [3, 4, 5], [0, 1, 2]]
 

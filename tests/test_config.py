@@ -234,7 +234,7 @@ def test_scripts_without_limits_are_typed_and_any_length_lists_are_declared():
     with pytest.raises(ConfigError, match="--label_smoothing takes an integer, got 0.1"):
         parse_overrides({"label_smoothing": 0}, ["--label_smoothing", "0.1"])
     # The tools declare their lists of any length; study.py passes train.py's limits on.
-    import study
+    from utils.engine import study
     from tools import focal_curves
 
     assert resolve_config(vars(focal_curves), ["--gammas", "[0, 1]"])["gammas"] == [0, 1]
@@ -261,7 +261,7 @@ def test_typed_preset_values(tmp_path, capsys):
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("error: ") and "--Init_lr takes a number > 0, got -1" in err
-    # read again without limits (utils/trainer.py, against settings already resolved): no checks
+    # read again without limits (utils/engine/trainer.py, against settings already resolved): no checks
     path.write_text("iou_thresh = None\nInit_lr = -1\n")
     assert read_preset(str(path), {**TYPED, "iou_thresh": 0.3}) == {"iou_thresh": None, "Init_lr": -1.0}
 

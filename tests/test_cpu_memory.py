@@ -1,11 +1,11 @@
-"""utils/cpu_memory.py: with freed memory kept, a repeated large allocation stops page-faulting."""
+"""utils/engine/cpu_memory.py: with freed memory kept, a repeated large allocation stops page-faulting."""
 import os
 import subprocess
 import sys
 
 import pytest
 
-from utils.cpu_memory import keep_freed_memory
+from utils.engine.cpu_memory import keep_freed_memory
 
 # Fills and frees an 80 MB tensor, then 64, 60 and 56 MB ones: each fits in memory an earlier one freed, as a
 # training step's activations fit in the last step's (an equal size may not: posix_memalign needs some slack).
@@ -13,7 +13,7 @@ from utils.cpu_memory import keep_freed_memory
 PROBE = """
 import resource, sys, torch
 sys.path.insert(0, {root!r})
-from utils.cpu_memory import keep_freed_memory
+from utils.engine.cpu_memory import keep_freed_memory
 if {keep}:
     assert keep_freed_memory()
 torch.ones(20 * 2 ** 20).sum()

@@ -1,4 +1,4 @@
-"""Darknet ``.weights`` import (utils/darknet.py), checked against a writer written here from the format
+"""Darknet ``.weights`` import (utils/deploy/darknet.py), checked against a writer written here from the format
 spec: darknet's conv order, batch_normalize flags and filters come from tests/data/yolov4.cfg, the
 field order from darknet's parser (BN: bias, scale, rolling mean, rolling variance, weights)."""
 import json
@@ -16,9 +16,9 @@ from PIL import Image
 
 from nets.yolo import YoloBody
 from tools.convert_darknet_weights import convert
-from utils.checkpoint import describe_load, load_matching, load_state_dict_file
-from utils.darknet import DARKNET_SCALE_X_Y, read_darknet_file, read_darknet_weights
-from utils.trainer import _build_model
+from utils.engine.checkpoint import describe_load, load_matching, load_state_dict_file
+from utils.deploy.darknet import DARKNET_SCALE_X_Y, read_darknet_file, read_darknet_weights
+from utils.engine.trainer import _build_model
 from yolo import YOLO
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

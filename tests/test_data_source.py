@@ -1,4 +1,4 @@
-"""utils/data_source.py: what a ``--data PATH`` is (``detect_data``) and its training lists built once into the cache
+"""utils/data/data_source.py: what a ``--data PATH`` is (``detect_data``) and its training lists built once into the cache
 and reused while the dataset is unchanged (``resolve_data``); the dataset itself is only ever read.
 
 Every dataset is generated here: tiny JPEGs with boxes in pixels, written as YOLO labels (normalized), COCO bboxes
@@ -13,11 +13,11 @@ import stat
 import pytest
 from PIL import Image
 
-from utils import data_source
-from utils.data_source import detect_data, resolve_data
-from utils.data_yaml import DataYamlError
+from utils.data import data_source
+from utils.data.data_source import detect_data, resolve_data
+from utils.data.data_yaml import DataYamlError
 from utils.errors import UserError
-from utils.training_lists import seeded_split
+from utils.data.training_lists import seeded_split
 
 # image name -> (width, height, [(class, x1, y1, x2, y2)] in pixels). 12 images, every one with a box.
 IMAGES = {f"im{i:02d}": (32 + 4 * (i % 3), 24 + 8 * (i % 2), [(i % 2, 4, 2, 20 + i % 3, 14 + 2 * (i % 2))])

@@ -7,9 +7,9 @@ import pytest
 from PIL import Image
 
 import voc_annotation
-from utils.data_yaml import DataYamlError, label_path, read_data_yaml, read_names
-from utils.datasets import read_dataset, write_dataset_lists
-from utils.yolo_txt import read_data_yaml as yolo_read_data_yaml
+from utils.data.data_yaml import DataYamlError, label_path, read_data_yaml, read_names
+from utils.data.datasets import read_dataset, write_dataset_lists
+from utils.data.yolo_txt import read_data_yaml as yolo_read_data_yaml
 
 DEEPPCB = "/work/shared/datasets/deeppcb/data.yaml"
 CLASSES = ["circle", "square"]
@@ -71,7 +71,7 @@ def test_names_in_every_yaml_layout_read_right_by_both_readers(tmp_path, text, n
     path = tmp_path / "data.yaml"
     path.write_text(f"train: images  # a comment\n{text}\n")
     assert read_names(path) == names
-    assert yolo_read_data_yaml(path) == names                     # utils/yolo_txt.py reads names the same way
+    assert yolo_read_data_yaml(path) == names                     # utils/data/yolo_txt.py reads names the same way
 
 
 def test_a_yolo_folder_with_a_mapping_of_names(tmp_path):

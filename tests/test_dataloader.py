@@ -12,10 +12,10 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader
 
-import utils.dataloader as dataloader
-from utils.annotation import format_annotation_line, parse_annotation_line
-from utils.augment import hsv_jitter, mixup, mosaic, place
-from utils.dataloader import YoloDataset, load_resized, worker_init_fn, yolo_dataset_collate
+import utils.data.dataloader as dataloader
+from utils.data.annotation import format_annotation_line, parse_annotation_line
+from utils.data.augment import hsv_jitter, mixup, mosaic, place
+from utils.data.dataloader import YoloDataset, load_resized, worker_init_fn, yolo_dataset_collate
 from utils.errors import UserError
 from utils.utils import cvtColor
 

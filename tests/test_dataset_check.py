@@ -1,4 +1,4 @@
-"""utils/dataset_check.py on a generated dataset holding one of each bad input."""
+"""utils/data/dataset_check.py on a generated dataset holding one of each bad input."""
 import io
 from pathlib import Path
 
@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from utils.dataset_check import DatasetError, check_boxes, scan_annotation_lines
-from utils.voc import parse_voc_xml
+from utils.data.dataset_check import DatasetError, check_boxes, scan_annotation_lines
+from utils.data.voc import parse_voc_xml
 
 SAMPLE_IMAGES = Path(__file__).resolve().parents[1] / "VOCdevkit" / "VOC2007" / "JPEGImages"
 W, H = 64, 48

@@ -12,11 +12,11 @@ from PIL import Image
 import get_map
 import voc_annotation
 from nets.yolo import YoloBody
-from utils.datasets import read_dataset, write_dataset_lists
+from utils.data.datasets import read_dataset, write_dataset_lists
 from utils.errors import UserError
-from utils.evaluation import samples_from_records, score_detections
-from utils.training_lists import seeded_split
-from utils.yolo_txt import read_data_yaml
+from utils.metrics.evaluation import samples_from_records, score_detections
+from utils.data.training_lists import seeded_split
+from utils.data.yolo_txt import read_data_yaml
 
 CLASSES = ["cat", "dog"]
 # stem -> (width, height, [(class, x1, y1, x2, y2)]) in pixels (integers, so every format holds them exactly)

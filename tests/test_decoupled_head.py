@@ -8,7 +8,7 @@ import torch
 
 from nets.fuse import fuse_conv_bn
 from nets.yolo import DecoupledHead, YoloBody, has_decoupled_head, num_classes_of_state_dict
-from utils.trainer import init_head_biases
+from utils.engine.trainer import init_head_biases
 
 MASK = [[6, 7, 8], [3, 4, 5], [0, 1, 2]]
 
@@ -90,7 +90,7 @@ def test_prior_biases_reach_objectness_and_class_channels(decoupled):
 def test_trained_weights_load_in_yolo_and_study(tmp_path, lists):
     # train.py writes a decoupled network; the inference paths rebuild it from the keys alone.
     from test_train import TINY, run_train
-    from study import load_model
+    from utils.engine.study import load_model
     from yolo import YOLO
 
     save = tmp_path / "logs"

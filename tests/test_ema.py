@@ -3,7 +3,7 @@ import math
 
 import torch
 
-from utils.ema import ModelEMA
+from utils.engine.ema import ModelEMA
 
 
 def test_ema_follows_the_decay_ramp_of_its_tau():

@@ -1,8 +1,8 @@
-"""utils/error_breakdown.py against detections whose kinds are counted by hand."""
+"""utils/metrics/error_breakdown.py against detections whose kinds are counted by hand."""
 import numpy as np
 import pytest
 
-from utils.error_breakdown import class_agnostic_map, detection_kinds
+from utils.metrics.error_breakdown import class_agnostic_map, detection_kinds
 
 # Two gts: a class-0 box at (0, 0, 10, 10) and a class-1 box at (20, 0, 30, 10); a difficult class-0 at (40, 0, 50, 10).
 GTS = {"a": np.array([[0, 0, 10, 10, 0, 0], [20, 0, 30, 10, 1, 0], [40, 0, 50, 10, 0, 1]], dtype=float)}

@@ -17,7 +17,7 @@ from test_train import TINY, read_csv, run_train
 from utils.atomic import atomic_save, atomic_write
 from utils.config import ConfigError, parse_overrides
 from utils.errors import DiskFullError, UserError, is_user_error, run_entry
-from utils.run_lock import LOCK_NAME
+from utils.engine.run_lock import LOCK_NAME
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -49,7 +49,8 @@ def user_mistakes(tmp_path):
                    "no .xml annotation files"),
         "summary": ([os.path.join(ROOT, "summary.py"), "--input_shape", "[100, 100]"], "multiples of 32"),
         "study": ([os.path.join(ROOT, "study.py"), "--sweep", "focal_gama=[1]"], "did you mean focal_gamma"),
-        "focal_study": ([os.path.join(ROOT, "focal_study.py"), "--settings", "[('a', True, 2, 2)]"], "alpha of 'a'"),
+        "focal_study": ([os.path.join(ROOT, "study.py"), "config/focal_study.py", "--variants",
+                         "[{'name': 'a', 'focal_alpha': 2}]"], "--focal_alpha takes a number from 0 to 1, got 2"),
         "settings": ([os.path.join(ROOT, "train.py"), "--focal_gama", "1"], "did you mean --focal_gamma?"),
     }
 
@@ -117,7 +118,7 @@ def test_disk_full_during_training_names_the_file_and_what_is_intact(tmp_path, l
     """ENOSPC injected into the second epoch's checkpoint write: a message, not a traceback; epoch 1's checkpoint
     stays loadable and resuming (with space again) finishes the run."""
     import train
-    from utils.resume import checkpoint_epoch
+    from utils.engine.resume import checkpoint_epoch
 
     save = tmp_path / "logs"
     argv = [*TINY, *lists, "--UnFreeze_Epoch", "3", "--mosaic", "False", "--save_dir", str(save)]

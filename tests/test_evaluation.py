@@ -17,11 +17,11 @@ from PIL import Image
 
 import get_map
 from nets.yolo import YoloBody
-from utils.annotation import format_annotation_line
-from utils.evaluation import (Decoding, detect_samples, fused_net, samples_from_annotation_lines,
-                              samples_from_voc)
-from utils.run_metadata import read_metadata, write_metadata
-from utils.training_lists import build_training_lists, split_image_sets
+from utils.data.annotation import format_annotation_line
+from utils.metrics.evaluation import (Decoding, detect_samples, fused_net, samples_from_annotation_lines,
+                                      samples_from_voc)
+from utils.engine.run_metadata import read_metadata, write_metadata
+from utils.data.training_lists import build_training_lists, split_image_sets
 from utils.utils import get_anchors, get_classes
 from yolo import YOLO
 

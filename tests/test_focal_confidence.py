@@ -12,7 +12,7 @@ from PIL import Image
 
 import get_map
 from nets.yolo import YoloBody
-from utils.run_metadata import read_metadata, write_metadata
+from utils.engine.run_metadata import read_metadata, write_metadata
 from yolo import YOLO
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -127,7 +127,7 @@ def test_bad_forms_are_refused():
 
 
 def test_positive_shares_count_the_assigned_cells_by_hand():
-    from utils.anchor_check import letterboxed_targets, positive_shares
+    from utils.data.anchor_check import letterboxed_targets, positive_shares
 
     # One 320x160 image letterboxed into 160x160: scale 0.5, 40 px of grey above and below. Its 100x60 box at
     # (20, 40) becomes 50x30 at (10, 60): best of the 416-px anchors is 40x28 (index 2, stride 8).
@@ -149,7 +149,7 @@ def test_head_biases_start_at_the_chosen_prior():
     from types import SimpleNamespace
 
     from nets.yolo import YoloBody
-    from utils.trainer import RETINANET_PRIOR, init_head_biases, objectness_prior
+    from utils.engine.trainer import RETINANET_PRIOR, init_head_biases, objectness_prior
 
     model = YoloBody([[6, 7, 8], [3, 4, 5], [0, 1, 2]], 2, width_mult=0.125, depth_mult=0.33)
     init_head_biases(model, (160, 160), 2, 0.01)

@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 
 import get_map
-from utils.evaluation import samples_from_voc, score, score_detections
+from utils.metrics.evaluation import samples_from_voc, score, score_detections
 from test_predict import ANCHORS_PATH, ROOT, randomize_batchnorm, small_model
 
 CLASSES = ["cat", "dog", "bird"]

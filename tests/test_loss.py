@@ -437,8 +437,8 @@ def test_lr_scheduler_warmup_cosine_and_steps():
 @pytest.mark.parametrize("scale_x_y", [None, [1.2, 1.1, 1.05], [2.0, 2.0, 2.0]])
 def test_training_and_inference_decode_boxes_alike(scale_x_y):
     """The loss's predicted boxes (grid units, the ignore test and the box term) times the stride equal the boxes
-    inference decodes (utils/utils_bbox.py) with the same scale_x_y."""
-    from utils.utils_bbox import decode_levels
+    inference decodes (utils/deploy/decode.py) with the same scale_x_y."""
+    from utils.deploy.decode import decode_levels
 
     gen = torch.Generator().manual_seed(5)
     input_shape, C = (96, 128), 2

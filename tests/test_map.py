@@ -5,7 +5,7 @@ import io
 import numpy as np
 import pytest
 
-from utils.utils_map import coco_format, confusion_matrix, evaluate_detections, read_map_txt, write_map_txt
+from utils.metrics.mean_ap import coco_format, confusion_matrix, evaluate_detections, read_map_txt, write_map_txt
 
 
 def slow_iou(a, b):

@@ -106,7 +106,7 @@ def test_int8_model_is_quantized_and_calibrated_on_the_given_images(exported, qu
     assert len(int8_weights) >= sum(1 for m in exported["model"].modules() if isinstance(m, torch.nn.Conv2d))
     # The input's range comes from the calibration images, preprocessed as inference does: [0, 1] pixel values
     # whose maximum is that of the letterboxed images (uint8 with zero in range: scale = max / 255).
-    from utils.preprocess import network_input, open_image
+    from utils.data.preprocess import network_input, open_image
 
     top = max(network_input(open_image(p), [128, 128], True)[0].max() for p in quantized["images"])
     quantize_input = next(n for n in model.graph.node if n.op_type == "QuantizeLinear" and n.input[0] == "images")
@@ -115,7 +115,7 @@ def test_int8_model_is_quantized_and_calibrated_on_the_given_images(exported, qu
 
 
 def test_exported_mish_avoids_softplus_and_stays_float_in_int8(exported, quantized):
-    from utils.onnx_int8 import mish_node_names
+    from utils.deploy.onnx_int8 import mish_node_names
 
     mish_count = sum(isinstance(m, Mish) for m in exported["model"].modules())
     fp32 = onnx.load(exported["path"]).graph
@@ -148,7 +148,7 @@ def test_int8_model_stays_close_to_fp32(exported, quantized):
 
 
 def test_int8_export_without_onnxruntime_says_what_to_install(monkeypatch):
-    import utils.onnx_int8 as onnx_int8
+    import utils.deploy.onnx_int8 as onnx_int8
 
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "onnxruntime" else real(name, *a))

@@ -132,7 +132,7 @@ def test_the_printed_next_commands_work_as_printed(two_runs, export):
 
 
 def test_study_scores_the_lists_of_data(export, tmp_path, monkeypatch):
-    import study
+    from utils.engine import study
 
     monkeypatch.chdir(tmp_path)
     config = study.resolve_study_config(["--data", str(export / "data.yaml"), "--seeds", "1"])

@@ -6,9 +6,9 @@ import sys
 import numpy as np
 import pytest
 
-from utils.plots import (plot_ap_bars, plot_confusion_matrix, plot_loss_curves, plot_map_curve, plot_pr_curves,
-                         plot_score_histograms)
-from utils.utils_map import confusion_matrix, evaluate_detections
+from utils.metrics.plots import (plot_ap_bars, plot_confusion_matrix, plot_loss_curves, plot_map_curve, plot_pr_curves,
+                                 plot_score_histograms)
+from utils.metrics.mean_ap import confusion_matrix, evaluate_detections
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -80,7 +80,7 @@ def test_score_histograms_including_empty_side(tmp_path):
 
 def test_plotting_never_loads_pyplot(tmp_path):
     """pyplot is what opens windows and keeps figures alive; the module must not need it."""
-    code = ("import sys, numpy as np; from utils.plots import plot_score_histograms; "
+    code = ("import sys, numpy as np; from utils.metrics.plots import plot_score_histograms; "
             f"plot_score_histograms(np.random.rand(50), np.random.rand(50), {str(tmp_path / 'h.png')!r}, 't'); "
             "assert 'matplotlib.pyplot' not in sys.modules, 'pyplot was imported'")
     subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True, timeout=60)

@@ -17,7 +17,7 @@ from nets.fuse import InferenceMish, fuse_conv_bn, inference_model, onnx_mish
 from nets.yolo import YoloBody
 from test_utils_bbox import slow_nms
 from utils.errors import UserError
-from utils.inductor import compiled_inference_model
+from utils.deploy.compiled import compiled_inference_model
 from yolo import YOLO
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -15,7 +15,8 @@ def train_settings():
     """Names and default source text of the module-level settings of train.py."""
     tree = ast.parse(read("train.py"))
     return {node.targets[0].id: ast.get_source_segment(read("train.py"), node.value)
-            for node in tree.body if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name)}
+            for node in tree.body if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name)
+            and not node.targets[0].id.startswith("_")}
 
 
 def test_every_train_setting_is_in_the_readme_table_with_its_default():

@@ -1,11 +1,11 @@
-"""utils/run_dirs.py: numbered run folders (exp, exp2, exp3 ...; after the highest, never overwriting), ``exist_ok``,
+"""utils/engine/run_dirs.py: numbered run folders (exp, exp2, exp3 ...; after the highest, never overwriting), ``exist_ok``,
 custom names, the newest run holding a file, and two processes claiming folders at once."""
 import multiprocessing
 import os
 
 import pytest
 
-from utils.run_dirs import latest_run_with, new_run_dir
+from utils.engine.run_dirs import latest_run_with, new_run_dir
 
 
 def entries(root):

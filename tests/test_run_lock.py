@@ -1,4 +1,4 @@
-"""utils/run_lock.py with each backend this machine can run: flock, a msvcrt stand-in, and the exclusive-create file
+"""utils/engine/run_lock.py with each backend this machine can run: flock, a msvcrt stand-in, and the exclusive-create file
 used when neither module imports; and train.py starting without fcntl."""
 import errno
 import importlib.util
@@ -13,7 +13,7 @@ import pytest
 
 from test_train import TINY, run_train
 from utils.errors import UserError
-from utils.run_lock import LOCK_NAME, RunLock
+from utils.engine.run_lock import LOCK_NAME, RunLock
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BACKENDS = ["flock", "msvcrt", "exclusive file"]
@@ -46,12 +46,12 @@ class FakeMsvcrt(types.ModuleType):
 
 
 def load_run_lock(monkeypatch, backend):
-    """A fresh copy of utils/run_lock.py imported with only ``backend``'s module available (the shared module,
+    """A fresh copy of utils/engine/run_lock.py imported with only ``backend``'s module available (the shared module,
     which the trainer holds, is left alone)."""
     if backend != "flock":
         monkeypatch.setitem(sys.modules, "fcntl", None)        # None in sys.modules: ``import fcntl`` fails
         monkeypatch.setitem(sys.modules, "msvcrt", FakeMsvcrt() if backend == "msvcrt" else None)
-    spec = importlib.util.spec_from_file_location("run_lock_under_test", os.path.join(ROOT, "utils", "run_lock.py"))
+    spec = importlib.util.spec_from_file_location("run_lock_under_test", os.path.join(ROOT, "utils", "engine", "run_lock.py"))
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     assert module.BACKEND == backend
@@ -125,7 +125,7 @@ def test_msvcrt_locks_a_byte_past_the_owner_record_and_unlocks_it(monkeypatch, t
 def test_train_help_runs_without_fcntl():
     code = ("import sys; sys.modules['fcntl'] = None; import runpy; sys.argv = ['train.py', '--help']\n"
             "try:\n    runpy.run_path('train.py', run_name='__main__')\n"
-            "finally:\n    print('backend:', sys.modules['utils.run_lock'].BACKEND)")
+            "finally:\n    print('backend:', sys.modules['utils.engine.run_lock'].BACKEND)")
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120,
                             env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert result.returncode == 0, result.stderr[-2000:]

@@ -9,7 +9,7 @@ from PIL import Image
 import voc_annotation
 from tools.make_sample_dataset import sample_files, write_dataset
 from utils.errors import UserError
-from utils.voc import parse_voc_xml
+from utils.data.voc import parse_voc_xml
 from utils.utils import get_classes
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -10,10 +10,9 @@ import pytest
 import torch
 from PIL import Image
 
-import focal_study
-import study
 from nets.yolo import YoloBody
-from utils.annotation import format_annotation_line
+from utils.data.annotation import format_annotation_line
+from utils.engine import study
 from utils.errors import UserError, run_entry
 
 MASK = [[6, 7, 8], [3, 4, 5], [0, 1, 2]]
@@ -22,7 +21,7 @@ ANCHORS = np.array([[12, 16], [19, 36], [40, 28], [36, 75], [76, 55], [72, 146],
 SIDE = 64                                                         # val images are SIDE x SIDE: letterbox is identity
 TINY = ["--UnFreeze_Epoch", "1", "--Freeze_Train", "False", "--input_shape", "[64, 64]", "--width_mult", "0.125",
         "--depth_mult", "0.33", "--Unfreeze_batch_size", "2", "--num_workers", "0", "--device", "cpu"]
-SETTINGS = "[('bce', False, 0.25, 2), ('focal_g2_a0.25', True, 0.25, 2)]"
+VARIANTS = "[{'name': 'bce', 'focal_loss': False}, {'name': 'focal_g2_a0.25', 'focal_loss': True, 'focal_alpha': 0.25, 'focal_gamma': 2}]"
 
 
 @pytest.fixture(autouse=True)
@@ -70,18 +69,18 @@ def data(tmp_path):
 
 
 def test_focal_study_runs_each_variant_and_seed_then_continues(data, capsys):
-    argv = [*data["args"], *TINY, "--settings", SETTINGS, "--seeds", "2"]
-    assert focal_study.main(argv) == 0
+    argv = ["config/focal_study.py", *data["args"], *TINY, "--variants", VARIANTS, "--seeds", "2"]
+    assert study.main(argv) == 0
     root = data["study"]
     report = json.loads((root / "results.json").read_text())
     assert [v["name"] for v in report["variants"]] == ["bce", "focal_g2_a0.25"] and report["seeds"] == [11, 12]
     assert report["images"] == {"val": 3, "test": 2} and len(report["runs"]) == 4
-    assert "python focal_study.py" in report["command"] and "--settings" in report["command"]
+    assert "python study.py config/focal_study.py" in report["command"] and "--variants" in report["command"]
     for run in report["runs"]:
         stored = json.loads((root / run["variant"] / f"seed{run['seed']}" / "result.json").read_text())
         assert stored == run
         assert run["settings"]["focal_loss"] == (run["variant"] != "bce") and run["settings"]["seed"] == run["seed"]
-        assert "--focal_gamma=2" in run["command"] and f"--seed={run['seed']}" in run["command"]
+        assert ("--focal_gamma=2" in run["command"]) == (run["variant"] != "bce") and f"--seed={run['seed']}" in run["command"]
         for split in ("val", "test"):
             assert 0 <= run[split]["map50"] <= 1 and set(run[split]["ap50"]) == {"block", "slab"}
             assert 0 <= run[split]["map50_nms_agnostic"] <= 1 and 0 <= run[split]["class_agnostic_ap50"] <= 1
@@ -91,7 +90,7 @@ def test_focal_study_runs_each_variant_and_seed_then_continues(data, capsys):
     assert bce["val_map50"][0] == pytest.approx(np.mean(maps)) and bce["val_map50"][2] == 2
     assert bce["vs_baseline"]["val_map50"]["diff"] == 0 and bce["vs_baseline"]["val_map50"]["verdict"] == "tie"
     markdown = (root / "results.md").read_text()
-    assert "| bce | focal_loss=False, focal_alpha=0.25, focal_gamma=2 | 2 |" in markdown
+    assert "| bce | focal_loss=False | 2 |" in markdown
     assert "class-agnostic AP@0.5 | test class-agnostic" in markdown and "Per-class test AP@0.5" in markdown
     assert (root / ".gitignore").read_text().count("*.pth") == 1
     assert "*/seed*/.run.lock" in (root / ".gitignore").read_text().splitlines()   # a running study's lock
@@ -102,7 +101,7 @@ def test_focal_study_runs_each_variant_and_seed_then_continues(data, capsys):
     # The same command again trains nothing; a run whose result is gone but whose checkpoint is there resumes.
     capsys.readouterr()
     os.remove(root / "bce" / "seed12" / "result.json")
-    assert focal_study.main(argv) == 0
+    assert study.main(argv) == 0
     out = capsys.readouterr().out
     assert out.count("done earlier") == 3 and out.count("resuming") == 1 and "training," not in out
     again = json.loads((root / "results.json").read_text())
@@ -112,7 +111,7 @@ def test_focal_study_runs_each_variant_and_seed_then_continues(data, capsys):
     # and the first study's histograms as they were.
     before = (root / "results.md").read_text()
     histogram = (root / "objectness_bce.png").read_bytes()
-    assert focal_study.main([*argv[:-4], "--settings", "[('bce', False, 0.25, 2)]", "--seeds", "2",
+    assert study.main([*argv[:-4], "--variants", "[{'name': 'bce'}]", "--seeds", "2",
                              "--results_name", "bce_only", "--train_runs", "False"]) == 0
     only = json.loads((root / "bce_only.json").read_text())
     assert [v["name"] for v in only["variants"]] == ["bce"] and len(only["runs"]) == 2
@@ -168,7 +167,8 @@ def test_failed_run_is_reported_and_scores_follow_the_loss_assignment(data, tmp_
     model = YoloBody(MASK, 2, width_mult=0.125, depth_mult=0.33).eval()
     torch.save(model.state_dict(), tmp_path / "weights.pth")
     monkeypatch.setattr(study, "_TRAIN_SCRIPT", fake_train_script(tmp_path, tmp_path / "weights.pth"))
-    assert focal_study.main([*data["args"], "--input_shape", "[64, 64]", "--settings", SETTINGS, "--seeds", "1"]) == 1
+    assert study.main(["config/focal_study.py", *data["args"], "--input_shape", "[64, 64]", "--variants", VARIANTS,
+                       "--seeds", "1"]) == 1
     assert "failed: train.py exit 1: Training stopped: loss is NaN" in capsys.readouterr().out
     report = json.loads((data["study"] / "results.json").read_text())
     assert [r["variant"] for r in report["runs"]] == ["bce"]
@@ -309,18 +309,24 @@ def test_bad_study_command_line_is_an_error(argv, message, capsys):
     assert message in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["--focal_gamma", "1"], "--focal_gamma is set by each run of the focal study"),
-    (["--settings", "[('a', True, 0.25)]"], "is not a 4-tuple"),
-    (["--settings", "[('a', True, 1.5, 2)]"], "alpha of 'a' must be a number in [0, 1]"),
-    (["--settings", "[('a/b', False, 0.25, 2)]"], "must be a folder name"),
-    (["--settings", "[('a', False, 0.25, 2), ('a', True, 0.25, 2)]"], "a repeats"),
+def test_the_focal_preset_lists_bce_then_six_focal_forms():
+    config = study.resolve_study_config(["config/focal_study.py"])
+    names = [v["name"] for v in config["variants"]]
+    assert names[0] == "bce" and len(names) == 7 and all(n.startswith("focal_g") for n in names[1:])
+    assert all(v["focal_loss"] is True and 0 <= v["focal_alpha"] <= 1 for v in config["variants"][1:])
+
+
+@pytest.mark.parametrize("variants, message", [
+    ("[{'name': 'a', 'focal_alpha': 1.5}]", "--focal_alpha takes a number from 0 to 1, got 1.5"),
+    ("[{'name': 'a', 'focal_loss': 'yes'}]", "--focal_loss takes True or False, got 'yes'"),
+    ("[{'name': 'a', 'input_shape': 96}]", "--input_shape takes a list like [416, 416]"),
 ])
-def test_bad_focal_study_command_line_is_an_error(argv, message, capsys):
+def test_a_variant_value_is_typed_like_train_py_command_line(variants, message, capsys):
     with pytest.raises(SystemExit) as exit_info:
-        run_entry(focal_study.main, argv)
+        run_entry(study.main, ["--variants", variants])
     assert exit_info.value.code == 2
-    assert message in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert message in err and err.startswith("error: variant ")
 
 
 def test_a_preset_reaches_every_run():
@@ -385,8 +391,8 @@ def test_a_run_copied_under_another_variant_name_counts_for_its_new_variant(data
 def test_a_run_is_scored_with_the_anchors_and_input_size_it_was_trained_with(data, tmp_path):
     """A variant of other anchors and input size (metadata written by train.py) is decoded as YOLO, and so
     get_map.py, decodes it, not with the study's defaults."""
-    from utils.evaluation import evaluate_model
-    from utils.run_metadata import write_metadata
+    from utils.metrics.evaluation import evaluate_model
+    from utils.engine.run_metadata import write_metadata
     from yolo import YOLO
 
     torch.manual_seed(4)

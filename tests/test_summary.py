@@ -8,7 +8,7 @@ import torch
 import torch.nn as nn
 
 from nets.yolo import YoloBody
-from utils.model_stats import count_macs, count_parameters
+from utils.deploy.model_stats import count_macs, count_parameters
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DATA = os.path.join(ROOT, "tests", "data")

@@ -105,7 +105,7 @@ def write_bad_dataset(tmp_path):
     corrupt.write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
     empty = tmp_path / "empty.jpg"
     empty.write_bytes(b"")
-    from utils.annotation import parse_annotation_line
+    from utils.data.annotation import parse_annotation_line
 
     image_path = parse_annotation_line(good[0])[0]
     bad = [
@@ -136,7 +136,7 @@ def test_bad_inputs_are_reported_and_training_finishes(tmp_path, lists):
 
 def test_a_class_file_that_misses_label_ids_stops_before_training(tmp_path, lists):
     good = sample_lines(SAMPLE_LIST_IDS[:2])
-    from utils.annotation import parse_annotation_line
+    from utils.data.annotation import parse_annotation_line
 
     image_path = parse_annotation_line(good[0])[0]
     train = tmp_path / "train.txt"
@@ -176,7 +176,7 @@ def test_malicious_weights_are_refused_by_train_and_predict(tmp_path, lists, mal
 def test_repeated_nan_losses_stop_cleanly_and_keep_the_last_checkpoint(tmp_path, lists, monkeypatch, capsys):
     import train
     from nets.yolo_training import YOLOLoss
-    import utils.trainer as trainer
+    import utils.engine.trainer as trainer
 
     save = tmp_path / "logs"
     assert train.main([*TINY, *lists, "--UnFreeze_Epoch", "1", "--save_dir", str(save)]) == 0
@@ -198,7 +198,7 @@ def test_repeated_nan_losses_stop_cleanly_and_keep_the_last_checkpoint(tmp_path,
 
 def _small_limit(train_one_epoch):
     """The real epoch loop with NONFINITE_LIMIT lowered so two NaN steps (of a 2-step epoch) stop the run."""
-    import utils.utils_fit as utils_fit
+    import utils.engine.epoch as utils_fit
 
     def wrapped(*args, **kwargs):
         original = utils_fit.NONFINITE_LIMIT
@@ -244,7 +244,7 @@ def test_bad_training_setting_is_named(name, value, words):
     import train
     from utils.config import script_settings
     from utils.errors import UserError
-    from utils.trainer import _check_settings
+    from utils.engine.trainer import _check_settings
 
     cfg = SimpleNamespace(**{**script_settings(vars(train)), name: value})
     with pytest.raises(UserError) as err:

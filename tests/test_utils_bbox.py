@@ -6,10 +6,10 @@ import pytest
 import torch
 from PIL import Image
 
-import utils.utils_bbox as utils_bbox
-from utils.preprocess import resize_for_input
+import utils.deploy.decode as utils_bbox
+from utils.data.preprocess import resize_for_input
 from utils.utils import resize_image
-from utils.utils_bbox import DecodeBox, batched_nms, correct_boxes, decode_outputs, postprocess
+from utils.deploy.decode import DecodeBox, batched_nms, correct_boxes, decode_outputs, postprocess
 
 MASK = [[6, 7, 8], [3, 4, 5], [0, 1, 2]]
 # model_data/yolo_anchors.txt, written out so the expected values below are independent of file reading.

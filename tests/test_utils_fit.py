@@ -7,8 +7,8 @@ import torch
 
 from nets.yolo import YoloBody
 from nets.yolo_training import YOLOLoss
-from utils.optim import build_optimizer
-from utils.utils_fit import NONFINITE_LIMIT, NonFiniteLossError, total_loss, train_one_epoch, validate
+from utils.engine.optim import build_optimizer
+from utils.engine.epoch import NONFINITE_LIMIT, NonFiniteLossError, total_loss, train_one_epoch, validate
 
 MASK = [[6, 7, 8], [3, 4, 5], [0, 1, 2]]
 ANCHORS = np.array([[12, 16], [19, 36], [40, 28], [36, 75], [76, 55], [72, 146], [142, 110], [192, 243],
@@ -100,7 +100,7 @@ class ReadBackCounter:
 
 @pytest.mark.parametrize("optimizer_type", ["adam", "sgd"])
 def test_training_steps_read_nothing_back_between_readbacks(monkeypatch, optimizer_type):
-    from utils.ema import ModelEMA
+    from utils.engine.ema import ModelEMA
 
     steps = 23
     model, loss_fn, _ = setup(bad_steps={5})
@@ -125,7 +125,7 @@ def test_training_steps_read_nothing_back_between_readbacks(monkeypatch, optimiz
 
 
 def test_skipped_step_leaves_optimizer_state_and_ema_untouched():
-    from utils.ema import ModelEMA
+    from utils.engine.ema import ModelEMA
 
     model, loss_fn, _ = setup(bad_steps={2})
     optimizer = build_optimizer(model, "adam", 1e-3, 0.9, 5e-4, fused=True)
@@ -168,7 +168,7 @@ def test_fused_optimizer_matches_the_per_tensor_one(optimizer_type, weight_decay
 
 
 def test_resumed_optimizer_keeps_its_fused_kernels():
-    from utils.resume import load_optimizer_state
+    from utils.engine.resume import load_optimizer_state
 
     model, loss_fn, _ = setup(bad_steps=set())
     old = build_optimizer(model, "adam", 1e-3, 0.9, 0.0)        # e.g. a checkpoint written on the CPU
@@ -181,7 +181,7 @@ def test_resumed_optimizer_keeps_its_fused_kernels():
 
 
 def test_learning_rate_scaling_and_limits_by_hand():
-    from utils.optim import scaled_learning_rates
+    from utils.engine.optim import scaled_learning_rates
 
     # Batch 8 of a 64-image nominal lr 8e-3 is 1e-3: Adam's upstream ceiling, so 2e-2 is clamped to it too.
     assert scaled_learning_rates(8, 8e-3, 8e-5, "adam") == pytest.approx((1e-3, 1e-5))

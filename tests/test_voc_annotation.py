@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 import voc_annotation
-from utils.dataset_check import DatasetError
+from utils.data.dataset_check import DatasetError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 W, H = 64, 48

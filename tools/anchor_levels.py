@@ -21,9 +21,9 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from nets.boxes import wh_iou  # noqa: E402
 from nets.yolo_training import YOLOLoss  # noqa: E402
-from utils.anchor_check import letterboxed_targets  # noqa: E402
-from utils.annotation import read_annotation_file  # noqa: E402
-from utils.dataset_check import scan_annotation_lines  # noqa: E402
+from utils.data.anchor_check import letterboxed_targets  # noqa: E402
+from utils.data.annotation import read_annotation_file  # noqa: E402
+from utils.data.dataset_check import scan_annotation_lines  # noqa: E402
 from utils.config import resolve_config  # noqa: E402
 from utils.errors import run_entry  # noqa: E402
 from utils.utils import get_anchors, get_classes  # noqa: E402

@@ -16,11 +16,11 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # run as a script from anywhere
 
-from utils.checkpoint import atomic_save  # noqa: E402
+from utils.engine.checkpoint import atomic_save  # noqa: E402
 from utils.errors import run_entry  # noqa: E402
 from utils.config import resolve_config  # noqa: E402
-from utils import darknet  # noqa: E402  (module import: its constants must not become settings)
-from utils.run_metadata import write_metadata  # noqa: E402
+from utils.deploy import darknet  # noqa: E402  (module import: its constants must not become settings)
+from utils.engine.run_metadata import write_metadata  # noqa: E402
 from utils.utils import get_anchors, get_classes  # noqa: E402
 
 weights_path = 'model_data/yolov4.weights'      # darknet file: yolov4.weights (full) or yolov4.conv.137 (prefix)

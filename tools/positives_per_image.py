@@ -4,7 +4,7 @@ Focal loss exists for a term with very many easy negatives per positive. How man
 size (the cells: 3 anchors x (s/32)^2 + (s/16)^2 + (s/8)^2) and on the assignment (how many anchor cells each box
 makes positive: one with upstream's, more with ``iou_thresh`` and ``neighbour_cells``). This prints both for the
 training boxes, letterboxed to each input size as validation sees them, counted by the loss's own assignment
-(``utils.anchor_check.positive_shares``, what ``focal_normalize = "positives"`` scales by), without augmentation.
+(``utils.data.anchor_check.positive_shares``, what ``focal_normalize = "positives"`` scales by), without augmentation.
     python tools/positives_per_image.py --train_annotation_path 2007_train.txt --input_sizes "[160, 416]"
 """
 import os
@@ -13,10 +13,10 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from nets.yolo_training import YOLOLoss  # noqa: E402
-from utils.anchor_check import positive_shares  # noqa: E402
-from utils.annotation import read_annotation_file  # noqa: E402
+from utils.data.anchor_check import positive_shares  # noqa: E402
+from utils.data.annotation import read_annotation_file  # noqa: E402
 from utils.config import resolve_config  # noqa: E402
-from utils.dataset_check import scan_annotation_lines  # noqa: E402
+from utils.data.dataset_check import scan_annotation_lines  # noqa: E402
 from utils.errors import run_entry  # noqa: E402
 from utils.utils import get_anchors, get_classes  # noqa: E402
 

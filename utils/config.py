@@ -398,6 +398,33 @@ def resolve_config(namespace, argv, script_path=None, limits=None):
         raise SystemExit(2) from None
 
 
+def check_setting(name, default, value, limit=None):
+    """``value`` for the setting ``name`` checked and fitted as a command-line value would be (its default's
+    type, ``limit`` a ``_LIMITS`` entry); ``ConfigError`` otherwise. For settings given inside other values,
+    e.g. a study's variants."""
+    return _coerce(name, default, value, repr(value), parse_limit(limit) if limit is not None else None)
+
+
+def file_settings(path, private=()):
+    """The settings of a script file read without importing it: its top-level ``name = literal`` lines with a
+    public name (and the ``private`` names asked for, e.g. ``_LIMITS``), as ``{name: value}``. For code that needs
+    an entry script's settings but may not import the script (utils/ never imports the scripts above it)."""
+    with open(path, encoding="utf-8") as f:
+        tree = ast.parse(f.read(), filename=path)
+    settings = {}
+    for node in tree.body:
+        if not (isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name)):
+            continue
+        name = node.targets[0].id
+        if name.startswith("_") and name not in private:
+            continue
+        try:
+            settings[name] = ast.literal_eval(node.value)
+        except ValueError:
+            continue                     # not a plain value (an expression): not a setting
+    return settings
+
+
 def command_line_names(argv):
     """Names of the settings an argument list gives explicitly (``--name=value`` or ``--name value``)."""
     return {arg[2:].partition("=")[0] for arg in argv if arg.startswith("--") and len(arg) > 2}

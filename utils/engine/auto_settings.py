@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from utils.anchor_check import box_sizes_at_input
+from utils.data.anchor_check import box_sizes_at_input
 from utils.paths import resource_path
 
 QUICKSTART_PRESET = "config/quickstart.py"

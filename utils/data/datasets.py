@@ -1,10 +1,10 @@
 """Datasets in the formats users have: a VOC folder anywhere, a YOLO txt folder, a COCO JSON, an ultralytics /
 Roboflow ``data.yaml``.
 
-``read_dataset`` turns any of them into ``ImageRecord``s (utils/annotation.py) with the dataset's class names and,
+``read_dataset`` turns any of them into ``ImageRecord``s (utils/data/annotation.py) with the dataset's class names and,
 when it has one, its own split; ``write_dataset_lists`` writes the training lists ``<year>_<set>.txt`` from them
-through the same checks and reports as upstream's VOC path (utils/training_lists.py). Evaluation reads the same
-records (utils/evaluation.py ``samples_from_list``), so VOC ``difficult`` and COCO ``iscrowd`` boxes are ignored the
+through the same checks and reports as upstream's VOC path (utils/data/training_lists.py). Evaluation reads the same
+records (utils/metrics/evaluation.py ``samples_from_list``), so VOC ``difficult`` and COCO ``iscrowd`` boxes are ignored the
 way each format means.
 """
 import os
@@ -13,11 +13,11 @@ from dataclasses import dataclass, field
 
 
 from utils.atomic import atomic_write_lines
-from utils.coco_json import coco_records
-from utils.dataset_check import DatasetError, DatasetReport, scan_annotation_lines
-from utils.training_lists import report_lists
-from utils.voc import read_split, resolve_voc_dir, voc_records
-from utils.yolo_txt import yaml_records, yolo_records
+from utils.data.coco_json import coco_records
+from utils.data.dataset_check import DatasetError, DatasetReport, scan_annotation_lines
+from utils.data.training_lists import report_lists
+from utils.data.voc import read_split, resolve_voc_dir, voc_records
+from utils.data.yolo_txt import yaml_records, yolo_records
 
 # "yaml", not "roboflow": the file is ultralytics' data.yaml, written by Roboflow, ultralytics, CVAT and others alike.
 FORMATS = ("voc", "yolo", "coco", "yaml")
@@ -37,7 +37,7 @@ def read_dataset(dataset_format, dataset_path, class_names=None, image_dir=""):
     """Read ``dataset_path`` in ``dataset_format`` ("voc": a folder with Annotations/ and JPEGImages/, classes from
     ``class_names``; "yolo": a folder with images/ and labels/; "coco": an instances JSON, images in ``image_dir``
     or found beside it; "yaml": an ultralytics / Roboflow ``data.yaml``, its own split and class names, see
-    utils/data_yaml.py). Raises ``DatasetError`` when no image is usable."""
+    utils/data/data_yaml.py). Raises ``DatasetError`` when no image is usable."""
     report = DatasetReport()
     if dataset_format == "voc":
         if not class_names:

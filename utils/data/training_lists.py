@@ -1,5 +1,5 @@
 """Training lists from a VOC folder: the seeded ImageSets split and ``<year>_<set>.txt`` lists, with every XML
-and image checked by ``utils.dataset_check`` (problems reported once each, fixable boxes clipped, unusable objects
+and image checked by ``utils.data.dataset_check`` (problems reported once each, fixable boxes clipped, unusable objects
 and images skipped). Used by voc_annotation.py and by train.py when its lists are missing.
 
 Boxes are written as in the XML (VOC's 1-based inclusive corners, as upstream does); difficult objects are left
@@ -12,11 +12,11 @@ from collections import Counter
 
 import numpy as np
 
-from utils.annotation import parse_annotation_line
+from utils.data.annotation import parse_annotation_line
 from utils.atomic import atomic_write_lines
-from utils.dataset_check import DatasetError, DatasetReport, scan_annotation_lines
+from utils.data.dataset_check import DatasetError, DatasetReport, scan_annotation_lines
 from utils.utils import get_classes
-from utils.voc import read_image_set, voc_folder, voc_records
+from utils.data.voc import read_image_set, voc_folder, voc_records
 
 SPLIT_NAMES = ("trainval", "train", "val", "test")
 _MIN_SPLIT_IMAGES = 10  # fewer images than this in a list gives noisy validation loss / mAP

@@ -1,10 +1,10 @@
 """One ``--data PATH`` for every script: what PATH is, and its training lists, built once and cached.
 
 ``resolve_data`` detects the dataset (``detect_data``): a ``.yaml`` / ``.yml`` file (ultralytics / Roboflow, see
-utils/data_yaml.py), a ``.json`` (COCO instances), a folder holding ``data.yaml`` / ``data.yml``, a VOC folder
+utils/data/data_yaml.py), a ``.json`` (COCO instances), a folder holding ``data.yaml`` / ``data.yml``, a VOC folder
 (``Annotations/`` + ``JPEGImages/``, or a VOCdevkit holding one ``VOC<year>/``) or a YOLO folder (``images/`` +
 ``labels/``). It writes the lists ``2007_{train,val,test}.txt`` and ``classes.txt`` with the converters
-voc_annotation.py uses (utils/datasets.py; the dataset's own split when it has one, else ``seeded_split`` with
+voc_annotation.py uses (utils/data/datasets.py; the dataset's own split when it has one, else ``seeded_split`` with
 voc_annotation.py's defaults) into ``<cache_root>/<dataset name>-<hash of its absolute path>/``.
 
 The cache: ``manifest.json`` records a signature of the inputs (path, size and mtime of every annotation, label and
@@ -22,13 +22,13 @@ import time
 from dataclasses import dataclass, field
 
 from utils.atomic import atomic_write
-from utils.coco_json import find_image_dir, load_coco
-from utils.data_yaml import label_path, list_images, load_yaml_mapping, read_data_yaml, split_images
-from utils.datasets import SPLIT_SETS, read_dataset, write_class_file, write_dataset_lists
+from utils.data.coco_json import find_image_dir, load_coco
+from utils.data.data_yaml import label_path, list_images, load_yaml_mapping, read_data_yaml, split_images
+from utils.data.datasets import SPLIT_SETS, read_dataset, write_class_file, write_dataset_lists
 from utils.errors import UserError
-from utils.training_lists import seeded_split
+from utils.data.training_lists import seeded_split
 from utils.utils import get_classes
-from utils.voc import parse_voc_xml
+from utils.data.voc import parse_voc_xml
 
 # voc_annotation.py's defaults, so --data splits a dataset without a split the way voc_annotation.py does.
 SPLIT_SETTINGS = {"trainval_percent": 0.9, "train_percent": 0.9, "seed": 0}
@@ -41,11 +41,11 @@ _YAML_NAMES = ("data.yaml", "data.yml")
 @dataclass
 class DataLists:
     """The training lists of a dataset: paths of the lists and the class file in ``cache_dir``."""
-    format: str             # "yaml", "coco", "voc" or "yolo" (utils/datasets.py FORMATS)
+    format: str             # "yaml", "coco", "voc" or "yolo" (utils/data/datasets.py FORMATS)
     root: str               # what read_dataset reads: the yaml / json file or the dataset folder, absolute
     class_names: list       # list of str, the index is the class id
     classes_path: str       # the class file (one name a line), in cache_dir
-    train: str              # list paths (utils/annotation.py line format)
+    train: str              # list paths (utils/data/annotation.py line format)
     val: str
     test: str               # None when the dataset has no test image
     cache_dir: str
@@ -76,7 +76,7 @@ def _is_yolo_folder(path):
 
 def _yaml_or_yolo_folder(yaml_path):
     """A data.yaml names its splits (ultralytics); one that only names the classes, beside images/ + labels/, is
-    the class file of a YOLO folder (utils/yolo_txt.py's layout)."""
+    the class file of a YOLO folder (utils/data/yolo_txt.py's layout)."""
     folder = os.path.dirname(yaml_path)
     if _is_yolo_folder(folder) and not any(key in load_yaml_mapping(yaml_path) for key in ("train", "val", "path")):
         return "yolo", folder
@@ -319,6 +319,6 @@ def _rebuild(fmt, dataset_path, cache_dir, params, names, classes_path, out):
 
 
 def dataset_for(lists):
-    """The ``Dataset`` (utils/datasets.py) of ``lists``' dataset as its reader gives it, e.g. the ground truth for
+    """The ``Dataset`` (utils/data/datasets.py) of ``lists``' dataset as its reader gives it, e.g. the ground truth for
     evaluation: ``samples_from_records(dataset_for(lists).records, image paths of lists.val)``."""
     return read_dataset(lists.format, lists.root, lists.class_names if lists.format == "voc" else None)

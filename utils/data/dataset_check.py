@@ -24,7 +24,7 @@ from typing import NamedTuple
 import numpy as np
 from PIL import Image
 
-from utils.annotation import format_annotation_line, parse_annotation_line
+from utils.data.annotation import format_annotation_line, parse_annotation_line
 from utils.errors import UserError
 
 _EXIF_ORIENTATION = 0x0112

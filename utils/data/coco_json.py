@@ -12,7 +12,7 @@ import os
 
 import numpy as np
 
-from utils.annotation import ImageRecord
+from utils.data.annotation import ImageRecord
 from utils.errors import UserError
 
 

@@ -8,7 +8,7 @@ boxes. Boxes are scaled to the input as the letterbox scales their image.
 import numpy as np
 import torch
 
-from utils.annotation import parse_annotation_line
+from utils.data.annotation import parse_annotation_line
 
 RATIO_LIMIT = 4.0       # yolov5's anchor_t
 BPR_TARGET = 0.98       # below this, clustering anchors for the data is worth it

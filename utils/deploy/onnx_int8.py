@@ -9,7 +9,7 @@ import tempfile
 import numpy as np
 
 from utils.errors import UserError
-from utils.preprocess import network_input, open_image
+from utils.data.preprocess import network_input, open_image
 
 CALIBRATION_IMAGES = 64     # training images whose activations set the int8 ranges
 

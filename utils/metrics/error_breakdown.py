@@ -1,12 +1,12 @@
 """Where a detector's mAP goes: its confident detections sorted by what they hit, and the AP it would have if
 classes did not matter (localisation and objectness alone). get_map.py prints both under its table.
 
-Ground truths and detections are dicts image key -> rows, as utils/utils_map.py takes them: gts
+Ground truths and detections are dicts image key -> rows, as utils/metrics/mean_ap.py takes them: gts
 ``[x1, y1, x2, y2, class(, difficult)]``, detections ``[x1, y1, x2, y2, score, class]``.
 """
 import numpy as np
 
-from utils.utils_map import _pair_overlaps, evaluate_detections
+from utils.metrics.mean_ap import _pair_overlaps, evaluate_detections
 
 KINDS = ("correct", "wrong class", "duplicate", "poorly located", "background")
 LOCATED = 0.1      # IoU below which a detection is background rather than a poorly located box

@@ -60,13 +60,13 @@ def load_state_dict_file(path, map_location="cpu", num_classes=None, anchors_mas
     """Read a weights file into a state_dict (``.pth``/``.pt`` or a darknet file, see ``is_darknet_path``).
 
     A darknet file names no tensors: it is read onto the CPU against the full YoloBody with
-    ``num_classes`` (required for it) and ``anchors_mask`` (None: YOLOv4's), see utils/darknet.py.
+    ``num_classes`` (required for it) and ``anchors_mask`` (None: YOLOv4's), see utils/deploy/darknet.py.
     """
     if is_darknet_path(path):
         if num_classes is None:
             raise UserError(f"{path} is a darknet weights file: reading it needs the class count (num_classes), "
                              f"which sets the size of its prediction convolutions")
-        from utils.darknet import read_darknet_weights  # noqa: local import keeps torch-only loads light
+        from utils.deploy.darknet import read_darknet_weights  # noqa: local import keeps torch-only loads light
 
         return read_darknet_weights(path, num_classes, anchors_mask)
     return extract_state_dict(safe_load(path, map_location), path)

@@ -4,10 +4,10 @@ Training (its per-epoch mAP and the calibrated score threshold), ``get_map.py``,
 tool all go through this module, so the same weights on the same images get the same detections and the same
 mAP everywhere:
 
-- images are read with ``utils.preprocess.open_image`` and turned into the network input by
-  ``utils.preprocess.network_input`` (one resize policy, chosen by ``Decoding.letterbox_image``);
+- images are read with ``utils.data.preprocess.open_image`` and turned into the network input by
+  ``utils.data.preprocess.network_input`` (one resize policy, chosen by ``Decoding.letterbox_image``);
 - the network is the fused inference form (``nets.fuse.inference_model``), run in batches of
-  ``EVAL_BATCH_SIZE``; decoding, NMS and the mapping back to image pixels are ``utils.utils_bbox``'s;
+  ``EVAL_BATCH_SIZE``; decoding, NMS and the mapping back to image pixels are ``utils.deploy.decode``'s;
 - boxes stay floats; ground truth is read at the image's original resolution, from the VOC XML when the image
   has one (difficult objects kept and ignored the VOC way), else from the training list's boxes.
 
@@ -22,12 +22,12 @@ import numpy as np
 import torch
 
 from nets.fuse import inference_model
-from utils.annotation import parse_annotation_line
-from utils.dataset_check import DatasetError, DatasetReport
-from utils.preprocess import RESIZE_METHOD, network_input, open_image
-from utils.utils_bbox import correct_boxes, decode_outputs, postprocess
-from utils.utils_map import confusion_matrix, evaluate_detections
-from utils.voc import annotation_of_image, read_image_set, voc_folder, voc_records
+from utils.data.annotation import parse_annotation_line
+from utils.data.dataset_check import DatasetError, DatasetReport
+from utils.data.preprocess import RESIZE_METHOD, network_input, open_image
+from utils.deploy.decode import correct_boxes, decode_outputs, postprocess
+from utils.metrics.mean_ap import confusion_matrix, evaluate_detections
+from utils.data.voc import annotation_of_image, read_image_set, voc_folder, voc_records
 
 EVAL_CONFIDENCE = 0.001     # detections kept down to this score, so precision-recall curves are complete
 EVAL_NMS_IOU = 0.5          # NMS IoU of evaluated detections
@@ -130,7 +130,7 @@ def score_detections(samples, detections, class_names, min_overlap=0.5, score_th
 
 def score(ground_truths, detections, class_names, min_overlap=0.5, score_threshold=0.5):
     """``(metrics, result, matrix)`` of ``detections`` against ``ground_truths`` (dicts image key -> rows, see
-    utils/utils_map.py): the ``summarize`` dict, ``evaluate_detections``' result and the confusion matrix."""
+    utils/metrics/mean_ap.py): the ``summarize`` dict, ``evaluate_detections``' result and the confusion matrix."""
     result = evaluate_detections(ground_truths, detections, len(class_names), voc_iou_threshold=min_overlap)
     matrix = confusion_matrix(ground_truths, detections, len(class_names), score_threshold, min_overlap)
     return summarize(result, matrix, ground_truths, class_names, score_threshold, min_overlap), result, matrix

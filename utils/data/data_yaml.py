@@ -12,7 +12,7 @@ Anything else the reader does not understand is a ``DataYamlError`` naming the f
 
 Labels: the image ``.../images/x.jpg`` has the label file ``.../labels/x.txt`` (the last ``/images/`` path
 component replaced, as ultralytics does; an image outside any ``images/`` folder has it beside it);
-``yaml_records`` in utils/yolo_txt.py reads them with that module's label parser.
+``yaml_records`` in utils/data/yolo_txt.py reads them with that module's label parser.
 """
 import os
 from dataclasses import dataclass, field
@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import yaml
 
 from utils.errors import UserError
-from utils.voc import IMAGE_EXTENSIONS
+from utils.data.voc import IMAGE_EXTENSIONS
 
 SPLITS = ("train", "val", "test")
 # Keys that need no action from this reader: key -> the note the report gets.

@@ -10,7 +10,7 @@ Problems are reported in a ``DatasetReport`` and counted, never fatal: a line wi
 partly outside [0, 1] is clipped, one wholly outside or of zero size is dropped, an unknown class id is dropped, a
 label file without an image is reported, an image without a label file is a background image.
 
-``yaml_records`` reads an ultralytics / Roboflow ``data.yaml`` dataset (utils/data_yaml.py resolves the file) with
+``yaml_records`` reads an ultralytics / Roboflow ``data.yaml`` dataset (utils/data/data_yaml.py resolves the file) with
 the same label parser.
 """
 import os
@@ -18,10 +18,10 @@ import os
 import numpy as np
 from PIL import Image
 
-from utils.annotation import ImageRecord
-from utils.data_yaml import SPLITS, label_path, read_data_yaml as read_yaml_dataset, read_names, split_images
+from utils.data.annotation import ImageRecord
+from utils.data.data_yaml import SPLITS, label_path, read_data_yaml as read_yaml_dataset, read_names, split_images
 from utils.errors import UserError
-from utils.voc import IMAGE_EXTENSIONS
+from utils.data.voc import IMAGE_EXTENSIONS
 
 SPLIT_FOLDERS = ("train", "val", "test")
 
@@ -31,7 +31,7 @@ class YoloFormatError(UserError):
 
 
 def read_data_yaml(path):
-    """Class names (list of str) of a yolov5/ultralytics ``data.yaml``, parsed by utils/data_yaml.py (the one
+    """Class names (list of str) of a yolov5/ultralytics ``data.yaml``, parsed by utils/data/data_yaml.py (the one
     names reader: a list, a mapping ``0: a``, any YAML layout); ``DataYamlError`` naming the file otherwise."""
     return read_names(path)
 
@@ -183,7 +183,7 @@ def _image_record(image_id, path, num_classes, report):
 def yaml_records(path, report):
     """``(records, class names, split)`` of a ``data.yaml``: an ``ImageRecord`` per usable image of each split,
     ``split`` = ``{"train", "val", "test": [image ids]}`` (ids unique over the splits; an image listed in two
-    splits has a record in each). Problems go to ``report`` (utils/dataset_check.py ``DatasetReport``)."""
+    splits has a record in each). Problems go to ``report`` (utils/data/dataset_check.py ``DatasetReport``)."""
     info = read_yaml_dataset(path)
     for key, note in info.notes:
         report.add(f"{info.path}: {key}", "data.yaml key not used", note)

@@ -12,8 +12,8 @@ import re
 import numpy as np
 import torch
 
-from utils.checkpoint import atomic_save, safe_load
-from utils.ema import unwrap
+from utils.engine.checkpoint import atomic_save, safe_load
+from utils.engine.ema import unwrap
 from utils.errors import UserError
 
 CHECKPOINT_NAME = "last_checkpoint.pth"

@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from utils.annotation import ImageRecord
-from utils.dataset_check import Problem, inverted_reason
+from utils.data.annotation import ImageRecord
+from utils.data.dataset_check import Problem, inverted_reason
 from utils.paths import resource_path
 
 # Image files an id may name, in lookup order (lower and upper case); every one decodes in training too.

@@ -19,33 +19,34 @@ from torch.utils.data import DataLoader, DistributedSampler
 
 from nets.yolo import YoloBody, head_biases, resolve_scale
 from nets.yolo_training import (FOCAL_NORMALIZATIONS, FOCAL_TYPES, OBJ_TARGETS, YOLOLoss, centre_scales,
-                                 get_lr_scheduler, resolve_obj_target, set_optimizer_lr, weights_init)
-from utils import distributed as dist_utils
-from utils.callbacks import RunLog
-from utils.anchor_check import anchor_report, positive_shares
-from utils.auto_settings import choose_input_size, describe_plan, epoch_seconds, fit_epochs, plan_auto, seconds_per_image
-from utils.annotation import parse_annotation_line, read_annotation_file
-from utils.checkpoint import atomic_save, describe_load, is_darknet_path, load_matching, load_state_dict_file
-from utils.cpu_memory import keep_freed_memory
-from utils.dataset_check import scan_annotation_lines
-from utils.dataloader import YoloDataset, worker_init_fn, yolo_dataset_collate
-from utils.ema import ModelEMA, unwrap
+                                get_lr_scheduler, resolve_obj_target, set_optimizer_lr, weights_init)
+from utils.engine import distributed as dist_utils
+from utils.engine.run_log import RunLog
+from utils.data.anchor_check import anchor_report, positive_shares
+from utils.engine.auto_settings import (choose_input_size, describe_plan, epoch_seconds, fit_epochs, plan_auto,
+                                        seconds_per_image)
+from utils.data.annotation import parse_annotation_line, read_annotation_file
+from utils.engine.checkpoint import atomic_save, describe_load, is_darknet_path, load_matching, load_state_dict_file
+from utils.engine.cpu_memory import keep_freed_memory
+from utils.data.dataset_check import scan_annotation_lines
+from utils.data.dataloader import YoloDataset, worker_init_fn, yolo_dataset_collate
+from utils.engine.ema import ModelEMA, unwrap
 from utils.errors import DiskFullError, UserError, is_user_error, user_message
-from utils.evaluation import (LETTERBOX_IMAGE, Decoding, evaluate_model, fused_net, samples_from_annotation_lines,
-                              score_detections)
-from utils.metrics_table import print_metrics_table
-from utils.optim import NOMINAL_BATCH, build_optimizer, scaled_learning_rates
-from utils.run_metadata import calibration_fields, read_metadata, write_metadata
-from utils.resume import (CHECKPOINT_NAME, TrainingState, checkpoint_epoch, find_resume_checkpoint,
-                          load_training_state, save_training_state)
-from utils.run_dirs import TRAIN_ROOT as RUNS_ROOT, latest_run_with, new_run_dir
-from utils.run_lock import RunLock
-from utils.training_lists import build_missing_lists
+from utils.metrics.evaluation import (LETTERBOX_IMAGE, Decoding, evaluate_model, fused_net,
+                                      samples_from_annotation_lines, score_detections)
+from utils.metrics.metrics_table import print_metrics_table
+from utils.engine.optim import NOMINAL_BATCH, build_optimizer, scaled_learning_rates
+from utils.engine.run_metadata import calibration_fields, read_metadata, write_metadata
+from utils.engine.resume import (CHECKPOINT_NAME, TrainingState, checkpoint_epoch, find_resume_checkpoint,
+                                 load_training_state, save_training_state)
+from utils.engine.run_dirs import TRAIN_ROOT as RUNS_ROOT, latest_run_with, new_run_dir
+from utils.engine.run_lock import RunLock
+from utils.data.training_lists import build_missing_lists
 from utils.config import command_line_names, read_preset
-from utils.data_source import resolve_data
+from utils.data.data_source import resolve_data
 from utils.paths import REPO_ROOT, resource_path
 from utils.utils import get_anchors, get_classes, resolve_device, seed_everything, show_config
-from utils.utils_fit import NonFiniteLossError, train_one_epoch, validate
+from utils.engine.epoch import NonFiniteLossError, train_one_epoch, validate
 
 RETINANET_PRIOR = 0.01   # RetinaNet's initial foreground probability pi
 
@@ -128,7 +129,8 @@ def _train(cfg, rank, world_size, device, main_process, argv):
         if main_process:
             path = save_training_state(cfg.save_dir, state, vars(cfg), run.model, run.ema, run.optimizer,
                                        run.scaler, interrupted=True)
-            print(f"\nInterrupted during epoch {epoch + 1}. Saved {path}; continue with: python train.py --resume True")
+            print(f"\nInterrupted during epoch {epoch + 1}. Saved {path}; continue with: python {script('train.py')} "
+                  f"--resume True --save_dir {_quoted(cfg.save_dir)}")
         return 130
     _finish(cfg, run)
     # Ranks tear the process group down together: a Gloo rank whose peer has already closed its sockets
@@ -319,12 +321,11 @@ def next_commands(cfg, weights, eval_samples):
 
 
 def script(name):
-    """How to call the repository's script ``name`` from the working directory (``name`` when it is here)."""
+    """How to call the repository's script ``name`` from the working directory: a path relative to it when the
+    repository lies below it (``name`` itself from the repository root), else the absolute path."""
     path = os.path.join(REPO_ROOT, name)
-    if os.path.abspath(name) == path:
-        return name
     relative = os.path.relpath(path)
-    return _quoted(relative if not relative.startswith(os.pardir * 2) else path)
+    return _quoted(path if relative.split(os.sep)[0] == os.pardir else relative)
 
 
 def _quoted(text):
@@ -398,7 +399,7 @@ def _never_freeze_untrained(cfg, state):
 
 
 def _use_data(cfg, given, main_process):
-    """Point the lists and class file at ``cfg.data``'s (built and cached by utils/data_source.py); the lists
+    """Point the lists and class file at ``cfg.data``'s (built and cached by utils/data/data_source.py); the lists
     and classes given explicitly still win."""
     lists = resolve_data(cfg.data, classes_path=cfg.classes_path if "classes_path" in given else None) \
         if main_process else None

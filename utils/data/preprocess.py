@@ -2,9 +2,9 @@
 
 ``YOLO.detect``, ``predict.py``, ``get_map.py``, the in-training mAP and the study tool all go through
 ``network_input``, so one image gives one input tensor everywhere. It resizes with OpenCV as the training
-data loader does (``utils.augment.resize_rgb``), so inference sees the interpolation training saw.
+data loader does (``utils.data.augment.resize_rgb``), so inference sees the interpolation training saw.
 ``letterbox_image`` keeps the aspect ratio on a grey canvas (what training validates with); without it the
-image is stretched to the input size (upstream's predict default). ``utils.utils_bbox.letterbox_geometry``
+image is stretched to the input size (upstream's predict default). ``utils.deploy.decode.letterbox_geometry``
 inverts exactly this placement.
 """
 import os
@@ -12,7 +12,7 @@ import os
 import numpy as np
 from PIL import Image
 
-from utils.augment import grey_canvas, letterbox_size, resize_rgb, to_chw_float
+from utils.data.augment import grey_canvas, letterbox_size, resize_rgb, to_chw_float
 from utils.errors import UserError
 from utils.utils import cvtColor
 
