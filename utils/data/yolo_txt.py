@@ -127,21 +127,10 @@ def yolo_records(root, report):
             path = os.path.join(image_dir, name)
             stem = os.path.splitext(name)[0]
             image_id = f"{split_name}_{stem}" if split_name else stem          # a file name, unique over splits
-            label_path = os.path.join(label_dir, os.path.splitext(name)[0] + ".txt")
-            try:
-                with Image.open(path) as image:
-                    width, height = image.size
-            except (OSError, ValueError, Image.DecompressionBombError) as err:
-                report.add(path, "unreadable image", f"cannot read the image size ({err}); image skipped")
-                report.images_skipped += 1
-                continue
-            if os.path.isfile(label_path):
-                boxes, classes = parse_label_file(label_path, width, height, len(class_names), report)
-            else:
-                report.add(path, "no label file", f"no {label_path}: kept as a background image (no objects)")
-                boxes, classes = np.zeros((0, 4)), np.zeros(0, dtype=np.int64)
-            records.append(ImageRecord(image_id, path, boxes, classes, np.zeros(len(classes), dtype=bool)))
-            ids.append(image_id)
+            record = _image_record(image_id, path, len(class_names), report, os.path.join(label_dir, stem + ".txt"))
+            if record is not None:
+                records.append(record)
+                ids.append(image_id)
         if split_name:
             split[split_name] = ids
     return records, class_names, split or None
@@ -158,10 +147,11 @@ def _unique_id(split, image_path, taken):
     return image_id
 
 
-def _image_record(image_id, path, num_classes, report):
-    """The ``ImageRecord`` of one image and its label file, or None (reported) when the image is unusable."""
+def _image_record(image_id, path, num_classes, report, labels):
+    """The ``ImageRecord`` of one image and its label file ``labels``, or None (reported) when the image is
+    unusable."""
     if not os.path.isfile(path):
-        report.add(path, "missing image", "listed in the data.yaml's split but not found; image skipped")
+        report.add(path, "missing image", "listed in the dataset but not found; image skipped")
         report.images_skipped += 1
         return None
     try:
@@ -171,7 +161,6 @@ def _image_record(image_id, path, num_classes, report):
         report.add(path, "unreadable image", f"cannot read the image size ({err}); image skipped")
         report.images_skipped += 1
         return None
-    labels = label_path(path)
     if os.path.isfile(labels):
         boxes, classes = parse_label_file(labels, width, height, num_classes, report)
     else:
@@ -191,7 +180,8 @@ def yaml_records(path, report):
     for name in SPLITS:
         split[name] = []
         for image_path in split_images(info.sources[name]):
-            record = _image_record(_unique_id(name, image_path, taken), image_path, len(info.names), report)
+            record = _image_record(_unique_id(name, image_path, taken), image_path, len(info.names), report,
+                                   label_path(image_path))
             if record is not None:
                 records.append(record)
                 split[name].append(record.image_id)

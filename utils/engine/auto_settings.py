@@ -18,6 +18,8 @@ import numpy as np
 import torch
 
 from utils.data.anchor_check import box_sizes_at_input
+from utils.data.dataloader import YoloDataset, yolo_dataset_collate
+from utils.engine.epoch import total_loss
 from utils.paths import resource_path
 
 QUICKSTART_PRESET = "config/quickstart.py"
@@ -25,9 +27,12 @@ INPUT_SIZES = (160, 224, 320, 416, 512, 640)
 MIN_BOX_PIXELS = 16
 MIN_EPOCHS = 5
 MODEL_SIZE = ("width_mult", "depth_mult")
-# Seconds of a whole epoch per second of the timed step (loading, loss, optimizer, EMA, validation loss and the
-# periodic mAP): measured on the sample set with the quick-start recipe at 160 px, 2 threads (bench/bench_auto.py).
-EPOCH_OVERHEAD = 1.6
+# An epoch = EPOCH_OVERHEAD x the timed steps of its images + EPOCH_FIXED_SECONDS (checkpoints written every epoch,
+# loader start-up, the periodic mAP). Fitted to two runs of bench/bench_auto.py on 2 cores (2026-12-05), quick-start
+# model: the sample set at 160 px (12.5 s an epoch; the former 1.6 x alone announced 11 min for 14.8) and DeepPCB at
+# 320 px (85 s an epoch). Runs on these shared machines vary by about 20 %; the first epoch's projection refines it.
+EPOCH_OVERHEAD = 1.3
+EPOCH_FIXED_SECONDS = 4.5
 # A validation image costs about this share of a training image (forward only, no augmentation).
 VALIDATION_SHARE = 0.35
 
@@ -68,25 +73,44 @@ def choose_input_size(lines, image_sizes, sizes=INPUT_SIZES, min_box=MIN_BOX_PIX
     raise AssertionError("unreachable: the last size is always returned")
 
 
-def seconds_per_image(model, input_shape, batch_size, steps=2):
-    """Seconds of one training image through forward + backward of ``model`` (channels_last, as training runs it),
-    from ``steps`` timed steps after a warm-up. Runs under a forked RNG so the run's random streams are unchanged."""
+def seconds_per_image(model, input_shape, batch_size, steps=2, batch=None, loss_fn=None):
+    """Seconds of one training image through forward + loss + backward of ``model`` (channels_last, as training
+    runs it), the mean of ``steps`` timed steps after a warm-up. With ``batch`` (``(images, targets)`` as the loader
+    gives them) and ``loss_fn`` (the run's ``YOLOLoss``) the step is the real one: its target assignment costs as
+    much as the network at small inputs; else random images and a stand-in loss. Runs under a forked RNG so the
+    run's random streams are unchanged."""
     with torch.random.fork_rng(devices=[]):
-        images = torch.rand(batch_size, 3, *input_shape).contiguous(memory_format=torch.channels_last)
+        if batch is None:
+            images, targets = torch.rand(batch_size, 3, *input_shape), None
+        else:
+            images, targets = batch
+        images = images.contiguous(memory_format=torch.channels_last)
         model = model.to(memory_format=torch.channels_last).train()
         timings = []
         for _ in range(steps + 1):
             start = time.perf_counter()
-            loss = sum(output.float().square().mean() for output in model(images))
+            outputs = model(images)
+            loss = total_loss(loss_fn, outputs, targets)[0] if loss_fn is not None \
+                else sum(output.float().square().mean() for output in outputs)
             loss.backward()
             timings.append(time.perf_counter() - start)
         model.zero_grad(set_to_none=True)
-    return min(timings[1:]) / batch_size
+    return sum(timings[1:]) / len(timings[1:]) / len(images)
+
+
+def timing_batch(lines, cfg, num_classes, batch_size):
+    """A training batch ``(images, targets)`` as the loader makes it (augmentation included), drawn by a dataset
+    of its own, so the run's datasets and their random streams are untouched."""
+    dataset = YoloDataset(lines, cfg.input_shape, num_classes, cfg.UnFreeze_Epoch, cfg.mosaic, cfg.mixup,
+                          cfg.mosaic_prob, cfg.mixup_prob, True, cfg.special_aug_ratio, seed=cfg.seed + 7919,
+                          scale_range=cfg.scale_range)
+    picks = np.linspace(0, len(lines) - 1, min(batch_size, len(lines))).astype(int)
+    return yolo_dataset_collate([dataset[int(i)] for i in picks])
 
 
 def epoch_seconds(per_image, num_train, num_val):
     """Expected seconds of one epoch from ``seconds_per_image`` and the list sizes."""
-    return EPOCH_OVERHEAD * per_image * (num_train + VALIDATION_SHARE * num_val)
+    return EPOCH_OVERHEAD * per_image * (num_train + VALIDATION_SHARE * num_val) + EPOCH_FIXED_SECONDS
 
 
 def fit_epochs(epochs, per_epoch, budget_minutes, minimum=MIN_EPOCHS):

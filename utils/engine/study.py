@@ -1,21 +1,6 @@
-"""The engine of ``study.py`` (whose globals are its settings, read from the file): compare train.py settings
-over several seeds, scored on the validation and the test list by the one evaluation.
-
-Each variant is a set of train.py overrides; each (variant, seed) pair is one ``python train.py`` run in its own
-process and folder. A sweep is the cartesian product of its axes:
-    python study.py --UnFreeze_Epoch 70 --input_shape "[160, 160]" \\
-        --sweep "focal_loss=[False, True]" "focal_gamma=[1, 2]" --seeds 3
-or list the variants (the first is the baseline unless ``baseline`` names another):
-    python study.py --variants "[{'name': 'bce'}, {'name': 'focal', 'focal_loss': True}]"
-
-Every run's final weights (``last_epoch_weights.pth``: no choice by validation mAP, so the validation figure is
-not biased upwards) are evaluated with utils/metrics/evaluation.py on the validation list (the in-training mAP of the
-same weights) and on the test list. A run's ``result.json`` is written the moment it is evaluated; the same
-command again skips finished runs and resumes interrupted ones from their checkpoint, so a long study can be
-stopped and continued. ``study_dir`` receives ``results.md`` / ``results.json`` (mean ± sd over seeds, the
-difference to the baseline and whether it exceeds twice its standard error), ``map_bars.png`` and one
-objectness histogram per variant; its ``.gitignore`` keeps weights out of git, so the folder can be committed.
-"""
+"""The engine of ``study.py``: variants and seeds, one train.py process per run, each run's final weights scored on
+the validation and the test list by utils/metrics/evaluation.py, results tables and plots (study.py's docstring says
+what a study is and writes). Its settings are study.py's globals and train.py's, read from those files."""
 import dataclasses
 import difflib
 import io

@@ -24,7 +24,7 @@ from utils.engine import distributed as dist_utils
 from utils.engine.run_log import RunLog
 from utils.data.anchor_check import anchor_report, positive_shares
 from utils.engine.auto_settings import (choose_input_size, describe_plan, epoch_seconds, fit_epochs, plan_auto,
-                                        seconds_per_image)
+                                        seconds_per_image, timing_batch)
 from utils.data.annotation import parse_annotation_line, read_annotation_file
 from utils.engine.checkpoint import atomic_save, describe_load, is_darknet_path, load_matching, load_state_dict_file
 from utils.engine.cpu_memory import keep_freed_memory
@@ -171,9 +171,18 @@ def _build_run(cfg, state, rank, world_size, device, main_process, auto=None):
         if cfg.focal_loss and cfg.focal_normalize == "positives" else None
     run.eval_samples = samples_from_annotation_lines(val_lines, run.class_names)
     model, load_note = _build_model(cfg, run.num_classes, state)
+    run.loss_fn = YOLOLoss(run.anchors, run.num_classes, cfg.input_shape, device.type == "cuda", cfg.anchors_mask,
+                           cfg.label_smoothing, cfg.focal_loss, cfg.focal_alpha, cfg.focal_gamma, cfg.iou_type,
+                           iou_thresh=cfg.iou_thresh, scale_x_y=cfg.scale_x_y, neighbour_cells=cfg.neighbour_cells,
+                           focal_normalize=cfg.focal_normalize, obj_target=cfg.obj_target, focal_type=cfg.focal_type,
+                           positive_share=run.positive_share, level_balance=cfg.level_balance,
+                           box_loss_weight=cfg.box_loss_weight, obj_loss_weight=cfg.obj_loss_weight,
+                           cls_loss_weight=cfg.cls_loss_weight, focal_loss_ratio=cfg.focal_loss_ratio)
     if auto:
-        per_epoch = epoch_seconds(seconds_per_image(copy.deepcopy(model), cfg.input_shape, cfg.Unfreeze_batch_size),
-                                  len(train_lines), len(val_lines))
+        batch = timing_batch(train_lines, cfg, run.num_classes, cfg.Unfreeze_batch_size)
+        per_image = seconds_per_image(copy.deepcopy(model), cfg.input_shape, cfg.Unfreeze_batch_size, batch=batch,
+                                      loss_fn=run.loss_fn)
+        per_epoch = epoch_seconds(per_image, len(train_lines), len(val_lines))
         if auto.choose_epochs:
             cfg.UnFreeze_Epoch = fit_epochs(cfg.UnFreeze_Epoch, per_epoch, auto.budget_minutes)
         if main_process:
@@ -185,13 +194,6 @@ def _build_run(cfg, state, rank, world_size, device, main_process, auto=None):
             print(load_note)
     # channels_last: oneDNN's CPU convolutions then skip a layout conversion per layer (bench_train_step.py).
     run.model = model.to(device, memory_format=torch.channels_last if device.type == "cpu" else torch.contiguous_format)
-    run.loss_fn = YOLOLoss(run.anchors, run.num_classes, cfg.input_shape, device.type == "cuda", cfg.anchors_mask,
-                           cfg.label_smoothing, cfg.focal_loss, cfg.focal_alpha, cfg.focal_gamma, cfg.iou_type,
-                           iou_thresh=cfg.iou_thresh, scale_x_y=cfg.scale_x_y, neighbour_cells=cfg.neighbour_cells,
-                           focal_normalize=cfg.focal_normalize, obj_target=cfg.obj_target, focal_type=cfg.focal_type,
-                           positive_share=run.positive_share, level_balance=cfg.level_balance,
-                           box_loss_weight=cfg.box_loss_weight, obj_loss_weight=cfg.obj_loss_weight,
-                           cls_loss_weight=cfg.cls_loss_weight, focal_loss_ratio=cfg.focal_loss_ratio)
     # Inference decodes the centre as training does: the scales go to the evaluation and the weights' metadata.
     run.decoding = Decoding(run.anchors, tuple(map(tuple, cfg.anchors_mask)), tuple(cfg.input_shape),
                             LETTERBOX_IMAGE, tuple(run.loss_fn.scale_x_y))
