@@ -264,3 +264,37 @@ def test_map_txt_round_trip_and_errors(tmp_path):
     (tmp_path / "detection-results" / "bad.txt").write_text("cow 0.5 1 2 3 4\n")
     with pytest.raises(ValueError, match=r"bad\.txt:1: unknown class name 'cow'"):
         read_map_txt(tmp_path, names)
+
+
+@pytest.mark.parametrize("seed", range(3))
+@pytest.mark.parametrize("difficult", [False, True])
+def test_ap_and_ar_by_object_size_match_pycocotools(seed, difficult):
+    # 400-px images: boxes of 4-120 px sides fall into all three of COCO's sizes.
+    pytest.importorskip("pycocotools")
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    gts, dets = random_data(seed + 20, difficult=difficult, size=400)
+    dataset, results = coco_format(gts, dets, 4)
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco = COCO()
+        coco.dataset = dataset
+        coco.createIndex()
+        evaluator = COCOeval(coco, coco.loadRes(results), "bbox")
+        evaluator.evaluate()
+        evaluator.accumulate()
+        evaluator.summarize()
+    result = evaluate_detections(gts, dets, 4)
+    names = ["ap_small", "ap_medium", "ap_large", "ar100", "ar_small", "ar_medium", "ar_large"]
+    expected = [evaluator.stats[i] for i in (3, 4, 5, 8, 9, 10, 11)]
+    assert [result[n] for n in names] == pytest.approx(expected, abs=1e-6)
+    assert min(expected) > 0                      # every size is present, so none is the -1 of a missing range
+
+
+def test_a_size_without_ground_truth_is_minus_one():
+    # One 10 x 10 box found exactly: small only; COCO reports -1 for the medium and large ranges.
+    gts = {"a": np.array([[0, 0, 10, 10, 0]], dtype=float)}
+    dets = {"a": np.array([[0, 0, 10, 10, 0.9, 0]], dtype=float)}
+    result = evaluate_detections(gts, dets, 1)
+    assert result["ap_small"] == pytest.approx(1.0) and result["ar_small"] == pytest.approx(1.0)
+    assert result["ap_medium"] == result["ap_large"] == result["ar_medium"] == result["ar_large"] == -1.0

@@ -128,6 +128,8 @@ def test_the_printed_next_commands_work_as_printed(two_runs, export):
     assert "(test of" in scored.stdout                 # the export's test list, found from the yaml alone
     metrics = json.loads((work / "map_out" / "exp" / "metrics.json").read_text())
     assert metrics["counts"]["images"] == SPLITS["test"] and list(metrics["classes"]) == NAMES
+    assert set(metrics["by_size"]) == {"ap_small", "ap_medium", "ap_large", "ar100", "ar_small", "ar_medium",
+                                       "ar_large"} and "APs" in scored.stdout
     assert digest(metadata) == before, "evaluation changed the weights' metadata"
 
 

@@ -169,6 +169,9 @@ def summarize(result, matrix, ground_truths, class_names, score_threshold, min_o
         "map50_95": _finite(result["map50_95"]),
         "min_overlap": min_overlap,
         "map75": _finite(ap75[0][has_gt].mean()) if len(ap75) and has_gt.any() else None,
+        # COCO by object size (box area in the evaluated image's pixels: < 32^2, to 96^2, above); -1: no such gt.
+        "by_size": {key: result[key] for key in ("ap_small", "ap_medium", "ap_large", "ar100", "ar_small",
+                                                 "ar_medium", "ar_large")},
         "score_threshold": score_threshold,
         "best_f1": {"threshold": _finite(result["f1_threshold"]), "f1": result["f1"],
                     "precision": result["precision_at_f1"], "recall": result["recall_at_f1"]},

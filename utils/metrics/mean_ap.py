@@ -19,6 +19,8 @@ from utils.errors import UserError
 COCO_IOU_THRESHOLDS = np.linspace(0.5, 0.95, int(np.round((0.95 - 0.5) / 0.05)) + 1, endpoint=True)
 COCO_RECALL_POINTS = np.linspace(0.0, 1.0, int(np.round((1.0 - 0.0) / 0.01)) + 1, endpoint=True)
 VOC_IOU_THRESHOLD = 0.5
+# COCO's object sizes by box area in the evaluated image's pixels, bounds included as pycocotools has them.
+AREA_RANGES = {"small": (0.0, 32.0 ** 2), "medium": (32.0 ** 2, 96.0 ** 2), "large": (96.0 ** 2, 1e10)}
 _TINY = np.finfo(np.float64).tiny
 
 
@@ -134,20 +136,23 @@ def _voc_match(flat, det, gt, iou, threshold):
     return tp, ignored
 
 
-def _coco_match(flat, det, gt, overlap, thresholds):
+def _coco_match(flat, det, gt, overlap, thresholds, gt_ignore=None):
     """pycocotools' ``evaluateImg`` matching for all thresholds at once (difficult = crowd).
 
-    In score order inside each image, a detection takes the best still-free non-crowd gt with
-    ``overlap >= t`` (ties -> later gt); failing that, the best crowd gt (crowd gts never get used
-    up). Detections of one image are processed one rank at a time; all images advance together.
-    Returns ``(matched, ignored)`` bool ``(T, D)``.
+    In score order inside each image, a detection takes the best still-free gt with ``overlap >= t``
+    (ties -> later gt) among those not ignored; failing that, the best ignored one. Ignored gts
+    (``gt_ignore``, bool ``(G,)``: crowd, or outside the evaluated area range; default crowd only)
+    make their detections ignored; crowd gts never get used up. Detections of one image are
+    processed one rank at a time; all images advance together. Returns ``(matched, ignored)`` bool
+    ``(T, D)``.
     """
     crowd = flat.gt_difficult
+    gt_ignore = crowd if gt_ignore is None else gt_ignore
     num_thr, num_det = len(thresholds), len(flat.det_score)
     keep = overlap >= thresholds.min()
     det, gt, overlap = det[keep], gt[keep], overlap[keep]
     rank = flat.det_rank(flat.det_image)[det]
-    order = np.lexsort((-gt, -overlap, crowd[gt], det, rank))
+    order = np.lexsort((-gt, -overlap, gt_ignore[gt], det, rank))
     det, gt, overlap, rank = det[order], gt[order], overlap[order], rank[order]
 
     taken = np.zeros((num_thr, len(crowd)), dtype=bool)
@@ -163,7 +168,7 @@ def _coco_match(flat, det, gt, overlap, thresholds):
         pair = winner[t_index, s_index]
         taken[t_index, g[pair]] = True
         matched[t_index, d[pair]] = True
-        ignored[t_index, d[pair]] = crowd[g[pair]]
+        ignored[t_index, d[pair]] = gt_ignore[g[pair]]
     return matched, ignored
 
 
@@ -204,6 +209,37 @@ def _coco_ap(matched, ignored, num_gt):
     return ap
 
 
+def _coco_recall(matched, ignored, num_gt):
+    """Final recall per threshold (pycocotools' ``recall`` at maxDets): ``(T,)``."""
+    return (matched & ~ignored).sum(1) / num_gt
+
+
+def _coco_by_size(flat, det, gt, overlap, thresholds, in_top):
+    """COCO AP and AR per object size (``AREA_RANGES``): gts outside the range are ignored like crowd
+    boxes, and so are the unmatched detections outside it, as pycocotools' ``evaluateImg`` does.
+    Returns ``{size: (ap (T, C), ar (T, C), num_gt (C,))}``, NaN for classes without gts of that size."""
+    gt_area = (flat.gt_boxes[:, 2:] - flat.gt_boxes[:, :2]).prod(1)
+    det_area = (flat.det_boxes[:, 2:] - flat.det_boxes[:, :2]).prod(1)
+    sizes = {}
+    for name, (low, high) in AREA_RANGES.items():
+        gt_ignore = flat.gt_difficult | (gt_area < low) | (gt_area > high)
+        matched, ignored = _coco_match(flat, det, gt, overlap, thresholds, gt_ignore)
+        ignored |= ~matched & ((det_area < low) | (det_area > high))[None, :]
+        num_gt = np.bincount(flat.gt_class[~gt_ignore], minlength=flat.num_classes)
+        ap, ar = (np.full((len(thresholds), flat.num_classes), np.nan) for _ in range(2))
+        for c, index in enumerate(_class_slices(flat, in_top)):
+            if num_gt[c]:
+                ap[:, c] = _coco_ap(matched[:, index], ignored[:, index], num_gt[c])
+                ar[:, c] = _coco_recall(matched[:, index], ignored[:, index], num_gt[c])
+        sizes[name] = (ap, ar, num_gt)
+    return sizes
+
+
+def _mean_or_missing(values, has_gt):
+    """COCO's summary of a ``(T, C)`` array: the mean over classes with gts, -1 when there are none."""
+    return float(values[:, has_gt].mean()) if has_gt.any() else -1.0
+
+
 def _best_f1(flat, tp, ignored, total_gt):
     """Score threshold maximising F1 over all classes pooled (a threshold keeps scores >= it)."""
     index = np.flatnonzero(~ignored)
@@ -240,7 +276,9 @@ def evaluate_detections(ground_truths, detections, num_classes, iou_thresholds=N
     ``ap50_95`` (NaN without gts), ``num_gt`` (non-difficult), ``num_det``; ``ap`` ``(T, C)`` and
     ``iou_thresholds``; ``precision``, ``recall``, ``scores``: per-class lists of curves at IoU 0.5
     (score order, difficult-matched detections left out); ``f1_threshold``, ``f1``,
-    ``precision_at_f1``, ``recall_at_f1`` for all classes pooled (threshold NaN without detections).
+    ``precision_at_f1``, ``recall_at_f1`` for all classes pooled (threshold NaN without detections);
+    COCO's ``ap_small`` / ``ap_medium`` / ``ap_large`` (``AREA_RANGES``), ``ar100`` and ``ar_small`` /
+    ``ar_medium`` / ``ar_large`` (recall at ``max_dets``), -1 when no gt has that size, as pycocotools.
     """
     thresholds = COCO_IOU_THRESHOLDS if iou_thresholds is None else np.asarray(iou_thresholds, dtype=np.float64)
     if thresholds.ndim != 1 or thresholds.size == 0 or ((thresholds <= 0) | (thresholds > 1)).any():
@@ -261,6 +299,7 @@ def evaluate_detections(ground_truths, detections, num_classes, iou_thresholds=N
 
     num_gt = np.bincount(flat.gt_class[~flat.gt_difficult], minlength=num_classes)
     ap50, ap = np.full(num_classes, np.nan), np.full((len(thresholds), num_classes), np.nan)
+    ar = np.full((len(thresholds), num_classes), np.nan)
     curves = {"precision": [], "recall": [], "scores": []}
     for c, (voc_index, coco_index) in enumerate(zip(_class_slices(flat, ~voc_ignored), _class_slices(flat, in_top))):
         recall, precision = _voc_curves(voc_tp[voc_index], num_gt[c])
@@ -270,8 +309,14 @@ def evaluate_detections(ground_truths, detections, num_classes, iou_thresholds=N
         if num_gt[c]:
             ap50[c] = voc_ap(recall, precision)
             ap[:, c] = _coco_ap(coco_matched[:, coco_index], coco_ignored[:, coco_index], num_gt[c])
+            ar[:, c] = _coco_recall(coco_matched[:, coco_index], coco_ignored[:, coco_index], num_gt[c])
     has_gt = num_gt > 0
     ap50_95 = ap.mean(0)
+    by_size = _coco_by_size(flat, det[pair_in_top], gt[pair_in_top], coco_overlap, thresholds, in_top)
+    size_metrics = {"ar100": _mean_or_missing(ar, has_gt)}
+    for name, (size_ap, size_ar, size_gt) in by_size.items():
+        size_metrics[f"ap_{name}"] = _mean_or_missing(size_ap, size_gt > 0)
+        size_metrics[f"ar_{name}"] = _mean_or_missing(size_ar, size_gt > 0)
     return {
         "map50": float(ap50[has_gt].mean()) if has_gt.any() else float("nan"),
         "map50_95": float(ap50_95[has_gt].mean()) if has_gt.any() else float("nan"),
@@ -279,6 +324,7 @@ def evaluate_detections(ground_truths, detections, num_classes, iou_thresholds=N
         **curves,
         **_best_f1(flat, voc_tp, voc_ignored, int(num_gt.sum())),
         "num_gt": num_gt, "num_det": np.bincount(flat.det_class, minlength=num_classes),
+        **size_metrics,
     }
 
 

@@ -17,6 +17,13 @@ def metrics_table(metrics):
     best = metrics["best_f1"]
     lines.append(f"mAP@{metrics['min_overlap']:g} = {_percent(metrics['map50'])} %   mAP@[.5:.95] = "
                  f"{_percent(metrics['map50_95'])} %   mAP@0.75 = {_percent(metrics['map75'])} %")
+    if "by_size" in metrics:
+        sizes = metrics["by_size"]
+        lines.append("COCO by object size (area < 32^2, to 96^2, above; -1 = none): " + "   ".join(
+            f"{label} {sizes[key]:.3f}" for label, key in (("APs", "ap_small"), ("APm", "ap_medium"),
+                                                             ("APl", "ap_large"), ("AR100", "ar100"),
+                                                             ("ARs", "ar_small"), ("ARm", "ar_medium"),
+                                                             ("ARl", "ar_large"))))
     if best["threshold"] is not None:
         lines.append(f"best F1 {best['f1']:.3f} at score {best['threshold']:.4g} (P {best['precision']:.3f}, "
                      f"R {best['recall']:.3f})")
