@@ -24,6 +24,8 @@ from utils.paths import resource_path
 from utils.engine.run_dirs import new_run_dir
 from yolo import YOLO, YOLO_ONNX, open_image
 
+data = ""                                   # a dataset (as train.py --data): detect on its image_set list; its classes for weights without metadata
+image_set = "test"                          # with data: "train", "val" or "test" (val when it has no test images)
 source = ""                                 # an image, a folder of images, a video file or a camera index ("0"): detect on it (any mode below is then not needed)
 name = "exp"                                # results go to a new img_out/<name>, img_out/<name>2, ... (unless save_path / dir_save_path is given)
 exist_ok = False                            # True: reuse img_out/<name> instead of numbering a new folder
@@ -218,11 +220,39 @@ def predict_video(detector, config):
         cv2.destroyAllWindows()
 
 
+def data_images(config, lists):
+    """The image paths of ``--data``'s ``image_set`` list (the validation list when it has no test images)."""
+    if config["image_set"] not in ("train", "val", "test"):
+        raise UserError(f"with --data, image_set is train, val or test, got {config['image_set']!r}")
+    list_path = lists.list_path(config["image_set"]) or lists.val
+    return [parse_annotation_line(line)[0] for line in read_annotation_file(list_path)]
+
+
+def predict_paths(detector, paths, config):
+    """Detect on each image of ``paths`` into this run's folder, a line per image."""
+    folder = config["dir_save_path"] or output_folder(config)
+    for path in paths:
+        name = os.path.basename(path)
+        detect_and_save(detector, name, open_image(path), os.path.join(folder, os.path.splitext(name)[0] + ".png"),
+                        config)
+
+
 def main(config, given=None):
     """Run the configured mode. ``given``: the names set on the command line; YOLO settings not
     among them come from yolo.py's defaults or from the weights' run metadata."""
     given = set(config) if given is None else given
     yolo_settings = {k: config[k] for k in YOLO._defaults if k in given}
+    if config["data"]:
+        from utils.data.data_source import resolve_data
+        from utils.engine.run_metadata import read_metadata
+        from yolo import newest_weights_if_missing
+
+        lists = resolve_data(config["data"], classes_path=config["classes_path"] if "classes_path" in given else None)
+        model_path = newest_weights_if_missing(yolo_settings.get("model_path", YOLO._defaults["model_path"]))
+        if "classes_path" not in given and not read_metadata(model_path).get("class_names"):
+            yolo_settings["classes_path"] = lists.classes_path
+        predict_paths(YOLO(**yolo_settings), data_images(config, lists), config)
+        return
     if config["mode"] == "predict_onnx":
         onnx_settings = {k: v for k, v in yolo_settings.items() if k in YOLO_ONNX._defaults}
         detector = YOLO_ONNX(onnx_path=config["onnx_save_path"], **onnx_settings)

@@ -133,6 +133,17 @@ def test_the_printed_next_commands_work_as_printed(two_runs, export):
     assert digest(metadata) == before, "evaluation changed the weights' metadata"
 
 
+def test_predict_detects_on_the_test_list_of_data(two_runs, export):
+    work, _, _ = two_runs
+    shown = subprocess.run([sys.executable, os.path.join(ROOT, "predict.py"), "--model_path",
+                            "logs/exp/best_epoch_weights.pth", "--data", str(export / "data.yaml"), "--name", "tested"],
+                           cwd=work, capture_output=True, text=True, timeout=300)
+    assert shown.returncode == 0, shown.stderr[-3000:]
+    tested = sorted(os.listdir(export / "test" / "images"))
+    assert sorted(os.listdir(work / "img_out" / "tested")) == [n[:-4] + ".png" for n in tested]
+    assert sum(row.split(":")[0] in tested for row in shown.stdout.splitlines()) == len(tested)
+
+
 def test_study_scores_the_lists_of_data(export, tmp_path, monkeypatch):
     from utils.engine import study
 
