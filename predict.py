@@ -90,14 +90,6 @@ def input_images(image_path):
         yield from prompted_images()
 
 
-def save_image(result, path):
-    folder = os.path.dirname(path)
-    if folder:
-        os.makedirs(folder, exist_ok=True)
-    atomic_save_image(result, path)
-    print(f"Saved {path}")
-
-
 def output_folder(config):
     """This run's results folder: a new numbered ``img_out/<name>`` (created on first use)."""
     if "output_folder" not in config:
@@ -146,13 +138,10 @@ def predict_directory(detector, config):
     source = resource_path(config["dir_origin_path"])
     if not os.path.isdir(source):
         raise FileNotFoundError(f"dir_origin_path folder not found: {source}")
-    target = config["dir_save_path"] or output_folder(config)
     names = image_names(source)
     if not names:
         raise UserError(f"{source} holds no image ({', '.join(_IMAGE_EXTENSIONS)})")
-    for name in names:
-        detect_and_save(detector, name, open_image(os.path.join(source, name)),
-                        os.path.join(target, os.path.splitext(name)[0] + ".png"), config)
+    predict_paths(detector, [os.path.join(source, name) for name in names], config)
 
 
 def predict_source(detector, config):
