@@ -372,12 +372,22 @@ def read_preset(path, defaults, limits=None):
     return settings
 
 
+def preset_paths(argv):
+    """The preset files ``argv`` starts with; they apply in order, a later one over an earlier
+    (``config/quickstart.py config/focal_deeppcb.py``)."""
+    count = 0
+    while count < len(argv) and argv[count].endswith(".py") and not argv[count].startswith("--"):
+        count += 1
+    return argv[:count]
+
+
 def resolve_config(namespace, argv, script_path=None, limits=None):
     """Defaults from a script's globals updated by ``argv``; ``-h``/``--help`` prints them and exits.
 
     ``limits`` (default: the namespace's ``_LIMITS``, ``{}`` when it has none) type and bound the values given
-    (module docstring). ``argv`` may start with a preset file (``config/quickstart.py``): its settings replace the
-    defaults, and the ``--name value`` overrides after it apply on top (checked against the script's defaults)."""
+    (module docstring). ``argv`` may start with preset files (``config/quickstart.py``): their settings replace the
+    defaults (a later file's over an earlier's), and the ``--name value`` overrides after them apply on top
+    (checked against the script's defaults)."""
     defaults = script_settings(namespace)
     limits = namespace.get("_LIMITS", {}) if limits is None else limits
     parse_limits(limits, defaults)                      # a malformed _LIMITS fails here, with a traceback
@@ -385,14 +395,16 @@ def resolve_config(namespace, argv, script_path=None, limits=None):
         print_help(defaults, script_path or namespace.get("__file__", "script.py"), limits=limits)
         raise SystemExit(0)
     try:
-        if argv and argv[0].endswith(".py") and not argv[0].startswith("--"):
-            preset = read_preset(resource_path(argv[0]), defaults, limits)
-            if limits is None:
-                return parse_overrides({**defaults, **preset}, argv[1:])
-            config = parse_overrides(defaults, argv[1:], limits)      # typed by the script's own defaults
-            given = command_line_names(argv[1:])
-            return {**config, **{k: v for k, v in preset.items() if k not in given}}
-        return parse_overrides(defaults, argv, limits)
+        preset, count = {}, len(preset_paths(argv))
+        for path in preset_paths(argv):
+            preset.update(read_preset(resource_path(path), defaults, limits))
+        if not count:
+            return parse_overrides(defaults, argv, limits)
+        if limits is None:
+            return parse_overrides({**defaults, **preset}, argv[count:])
+        config = parse_overrides(defaults, argv[count:], limits)      # typed by the script's own defaults
+        given = command_line_names(argv[count:])
+        return {**config, **{k: v for k, v in preset.items() if k not in given}}
     except ConfigError as err:
         print(f"error: {err.message}", file=sys.stderr)
         raise SystemExit(2) from None

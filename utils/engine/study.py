@@ -395,7 +395,7 @@ def evaluate_run(weights_path, sets, settings):
     """Validation and test metrics of one run's weights, and its objectness split (by the assignment of the run's
     ``settings``) on the validation set."""
     from utils.metrics.error_breakdown import class_agnostic_map
-    from utils.metrics.evaluation import evaluate_model, fused_net
+    from utils.metrics.evaluation import evaluate_model, fused_net, map50_per_level
 
     decoding = sets.decoding_for(weights_path)
     model = load_model(weights_path, [list(m) for m in decoding.anchors_mask], len(sets.class_names), sets.device)
@@ -412,7 +412,8 @@ def evaluate_run(weights_path, sets, settings):
                          "ap50": {name: row["ap50"] for name, row in metrics["classes"].items()},
                          "images": metrics["counts"]["images"],
                          "class_agnostic_ap50": merged, "map50_nms_agnostic": agnostic["map50"],
-                         "map50_95_nms_agnostic": agnostic["map50_95"]}
+                         "map50_95_nms_agnostic": agnostic["map50_95"], "by_size": metrics["by_size"],
+                         "level_map50": map50_per_level(net, samples, decoding, sets.class_names, sets.device)}
     positives, negatives = objectness_scores(model, sets.val_dataset_for(decoding.input_shape),
                                              sets.loss_for(settings, decoding), sets.device)
     return result, positives, negatives

@@ -42,7 +42,7 @@ from utils.engine.resume import (CHECKPOINT_NAME, TrainingState, checkpoint_epoc
 from utils.engine.run_dirs import TRAIN_ROOT as RUNS_ROOT, latest_run_with, new_run_dir
 from utils.engine.run_lock import RunLock
 from utils.data.training_lists import build_missing_lists
-from utils.config import command_line_names, read_preset
+from utils.config import command_line_names, preset_paths, read_preset
 from utils.data.data_source import resolve_data
 from utils.paths import REPO_ROOT, resource_path
 from utils.utils import get_anchors, get_classes, resolve_device, seed_everything, show_config
@@ -384,10 +384,10 @@ def _check_settings(cfg):
 
 
 def given_settings(argv, defaults):
-    """The settings a user chose: named on the command line or set by the preset file ``argv`` starts with."""
+    """The settings a user chose: named on the command line or set by the preset files ``argv`` starts with."""
     given = command_line_names(argv)
-    if argv and argv[0].endswith(".py") and not argv[0].startswith("--"):
-        given |= set(read_preset(resource_path(argv[0]), defaults))
+    for path in preset_paths(argv):
+        given |= set(read_preset(resource_path(path), defaults))
     return given
 
 

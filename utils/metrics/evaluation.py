@@ -15,7 +15,7 @@ The metric is computed from these arrays in memory, never from re-read text file
 """
 import copy
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import NamedTuple
 
 import numpy as np
@@ -92,10 +92,14 @@ def detections_from_outputs(outputs, decoding, image_shapes, confidence, nms_iou
 
 
 def detect_samples(net, samples, decoding, device, confidence=EVAL_CONFIDENCE, nms_iou=EVAL_NMS_IOU,
-                   batch_size=EVAL_BATCH_SIZE, progress=None, nms_agnostic=False):
+                   batch_size=EVAL_BATCH_SIZE, progress=None, nms_agnostic=False, level=None):
     """Detections of ``net`` (a fused inference network) on every sample: a list of float64 ``(k, 6)`` arrays.
 
-    ``progress``: an optional callable wrapping the batch iterator (e.g. ``tqdm``)."""
+    ``progress``: an optional callable wrapping the batch iterator (e.g. ``tqdm``). ``level``: keep only that
+    output level's candidates (0 = stride 32), decoded as they are with all levels."""
+    if level is not None:
+        scales = decoding.scale_x_y or (1.0,) * len(decoding.anchors_mask)
+        decoding = replace(decoding, anchors_mask=(decoding.anchors_mask[level],), scale_x_y=(scales[level],))
     starts = range(0, len(samples), batch_size)
     detections = []
     with torch.inference_mode():
@@ -104,20 +108,28 @@ def detect_samples(net, samples, decoding, device, confidence=EVAL_CONFIDENCE, n
                                                  decoding.letterbox_image)
                                    for sample in samples[start:start + batch_size]))
             images = torch.from_numpy(np.stack(inputs)).to(device)                     # (b, 3, H, W)
-            for rows in detections_from_outputs(net(images), decoding, shapes, confidence, nms_iou, nms_agnostic):
+            outputs = net(images) if level is None else [net(images)[level]]
+            for rows in detections_from_outputs(outputs, decoding, shapes, confidence, nms_iou, nms_agnostic):
                 detections.append(rows.double().cpu().numpy())
     return detections
 
 
 def evaluate_model(net, samples, decoding, class_names, device, min_overlap=0.5, score_threshold=0.5,
                    confidence=EVAL_CONFIDENCE, nms_iou=EVAL_NMS_IOU, batch_size=EVAL_BATCH_SIZE, progress=None,
-                   nms_agnostic=False):
-    """Detect on ``samples`` and score the detections: an ``Evaluation``."""
+                   nms_agnostic=False, level=None):
+    """Detect on ``samples`` and score the detections: an ``Evaluation`` (``level``: see ``detect_samples``)."""
     if not samples:
         raise DatasetError("the evaluation set has no usable image")
     detections = detect_samples(net, samples, decoding, device, confidence, nms_iou, batch_size, progress,
-                                nms_agnostic)
+                                nms_agnostic, level)
     return score_detections(samples, detections, class_names, min_overlap, score_threshold)
+
+
+def map50_per_level(net, samples, decoding, class_names, device):
+    """mAP@0.5 of each output level's detections alone (level 0 = stride 32): which head finds the objects. The
+    levels' figures do not add up to the whole model's (each level alone also loses NMS against the others)."""
+    return [evaluate_model(net, samples, decoding, class_names, device, level=level).metrics["map50"]
+            for level in range(len(decoding.anchors_mask))]
 
 
 def score_detections(samples, detections, class_names, min_overlap=0.5, score_threshold=0.5):
