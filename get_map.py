@@ -54,7 +54,7 @@ image_dir = ""                             # COCO: folder of the images; "" = fo
 lists_dir = "."                            # with dataset_path: the image set is <lists_dir>/2007_<image_set>.txt
 
 # What a value given on the command line must be, beyond the type of its default (utils/config.py); YOLO's too.
-_LIMITS = {"map_mode": "0..4", "MINOVERLAP": "0..1", "confidence": "0..1", "nms_iou": "0..1", "score_threhold": "0..1",
+_LIMITS = {"compile": ("auto", True, False), "map_mode": "0..4", "MINOVERLAP": "0..1", "confidence": "0..1", "nms_iou": "0..1", "score_threhold": "0..1",
            "input_shape": ">=32", "width_mult": ">0", "depth_mult": ">0"}
 
 
@@ -212,6 +212,7 @@ def main(config, given=None):
         yolo = build_yolo(config, given, data_lists)
         config = {**config, "score_threhold": report_threshold(config, given, yolo)}
         samples = read_samples(config, yolo.class_names, data_lists)
+        yolo.use_fast_path(len(samples), f"{len(samples)} images")
         evaluation = evaluate_model(yolo.forward_net, samples, yolo.decoding, yolo.class_names, yolo.torch_device,
                                     config["MINOVERLAP"], config["score_threhold"], config["confidence"],
                                     config["nms_iou"], progress=lambda batches: tqdm(batches, desc="detections"),

@@ -43,7 +43,8 @@ dir_origin_path = "img/"                    # dir_predict mode: folder of images
 dir_save_path = ""                          # dir_predict mode: folder results are written to (as .png); "" = img_out/<name>
 heatmap_save_path = "model_data/heatmap_vision.png"  # heatmap mode: output image
 simplify = True                             # export_onnx: simplify with onnxsim when it is installed
-onnx_save_path = "model_data/models.onnx"   # ONNX file export_onnx writes and predict_onnx reads
+onnx_save_path = ""                         # export_onnx: the .onnx written; "" = beside the weights (<weights name>.onnx)
+onnx_path = ""                              # predict_onnx: the .onnx run (its metadata gives classes, input size, threshold); "" = the one export_onnx writes
 onnx_int8 = False                           # export_onnx: also write <name>_int8.onnx, quantized by onnxruntime
 calibration_list = "2007_train.txt"         # onnx_int8: training list whose images calibrate the int8 ranges
 calibration_images = 64                     # onnx_int8: how many of them (evenly spread over the list)
@@ -54,7 +55,7 @@ _OUTPUT_ROOT = "img_out"
 _MODES = ("predict", "video", "fps", "dir_predict", "heatmap", "export_onnx", "predict_onnx")
 # What a value given on the command line must be, beyond the type of its default (utils/config.py); YOLO's too.
 # (--mode: settings() checks it against _MODES.)
-_LIMITS = {"video_fps": ">0", "test_interval": ">=1", "calibration_images": ">=1",
+_LIMITS = {"compile": ("auto", True, False), "video_fps": ">0", "test_interval": ">=1", "calibration_images": ">=1",
            "confidence": "0..1", "nms_iou": "0..1", "input_shape": ">=32", "width_mult": ">0", "depth_mult": ">0"}
 
 
@@ -174,6 +175,9 @@ def open_video(video_path):
 def predict_video(detector, config):
     """Annotate every frame; show it when a display exists, save it when video_save_path is set."""
     capture, frame = open_video(config["video_path"])
+    frames_in_file = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))       # 0 or less for a camera (a stream)
+    detector.use_fast_path(frames_in_file if frames_in_file > 0 else None,
+                           f"a video of {frames_in_file} frames" if frames_in_file > 0 else "a camera stream")
     writer = None
     if config["video_save_path"]:
         folder = os.path.dirname(config["video_save_path"])
@@ -220,6 +224,8 @@ def data_images(config, lists):
 def predict_paths(detector, paths, config):
     """Detect on each image of ``paths`` into this run's folder, a line per image."""
     folder = config["dir_save_path"] or output_folder(config)
+    if len(paths) > 1:
+        detector.use_fast_path(len(paths), f"{len(paths)} images")
     for path in paths:
         name = os.path.basename(path)
         detect_and_save(detector, name, open_image(path), os.path.join(folder, os.path.splitext(name)[0] + ".png"),
@@ -244,7 +250,7 @@ def main(config, given=None):
         return
     if config["mode"] == "predict_onnx":
         onnx_settings = {k: v for k, v in yolo_settings.items() if k in YOLO_ONNX._defaults}
-        detector = YOLO_ONNX(onnx_path=config["onnx_save_path"], **onnx_settings)
+        detector = YOLO_ONNX(onnx_path=config["onnx_path"] or onnx_file(config, yolo_settings), **onnx_settings)
         if config["source"]:
             predict_source(detector, config)
         else:
@@ -268,7 +274,16 @@ def main(config, given=None):
     elif config["mode"] == "export_onnx":
         images = calibration_paths(config["calibration_list"], config["calibration_images"]) \
             if config["onnx_int8"] else ()
-        yolo.convert_to_onnx(config["simplify"], config["onnx_save_path"], int8_images=images)
+        yolo.convert_to_onnx(config["simplify"], onnx_file(config, {"model_path": yolo.model_path}), int8_images=images)
+
+
+def onnx_file(config, yolo_settings):
+    """``onnx_save_path``, or the file beside the weights (the given ``model_path``, else the newest run's)."""
+    if config["onnx_save_path"]:
+        return config["onnx_save_path"]
+    from yolo import newest_weights_if_missing, onnx_path_of
+
+    return onnx_path_of(newest_weights_if_missing(yolo_settings.get("model_path", YOLO._defaults["model_path"])))
 
 
 def calibration_paths(list_path, count):

@@ -22,12 +22,13 @@ from utils.atomic import atomic_save_image, atomic_savefig
 from nets.yolo import YoloBody, has_decoupled_head, num_classes_of_state_dict, resolve_scale
 from utils.engine.checkpoint import is_darknet_path, load_state_dict_file
 from utils.errors import UserError
-from utils.deploy.compiled import compiled_inference_model
+from utils.deploy.compiled import CompiledOrEager, auto_compile_choice, compiled_inference_model
 from utils.deploy.darknet import DARKNET_SCALE_X_Y
+from utils.deploy.onnx_export import (OUTPUT_NAME, RAW_OUTPUT_NAMES, export_onnx, read_metadata_props)
 from utils.deploy.onnx_int8 import quantize_onnx
 from utils.engine.run_dirs import TRAIN_ROOT, latest_run_with
 from utils.engine.run_metadata import adoptable_threshold, metadata_path, read_metadata
-from utils.metrics.evaluation import LETTERBOX_IMAGE, Decoding, detections_from_outputs
+from utils.metrics.evaluation import LETTERBOX_IMAGE, Decoding, detections_from_decoded
 from utils.data.preprocess import network_input, open_image, rgb_array  # noqa: F401 (open_image: predict/get_map use it)
 from utils.utils import get_anchors, get_classes, resolve_device, show_config
 from utils.deploy.decode import decode_outputs, letterbox_geometry, postprocess
@@ -81,8 +82,8 @@ def newest_weights_if_missing(model_path):
 class _Detector:
     """Settings, pre-processing, decoding, drawing and map_out files shared by ``YOLO`` and ``YOLO_ONNX``.
 
-    Subclasses set ``_defaults`` and implement ``generate()`` (load the model) and
-    ``_forward(images)`` (``(1, 3, H, W)`` float tensor -> the three head outputs).
+    Subclasses set ``_defaults`` and implement ``generate()`` (load the model) and ``_forward(images)``
+    (``(B, 3, H, W)`` float tensor -> the three head outputs) or ``_decoded(images)`` (-> ``(B, N, 5 + C)``).
     """
     _defaults = {}
 
@@ -101,7 +102,7 @@ class _Detector:
         for name, value in kwargs.items():
             setattr(self, name, value)
         self._default_to_newest_run(given=set(kwargs))
-        self.metadata = read_metadata(getattr(self, "model_path", "") or "")
+        self.metadata = self._read_metadata()
         adopted = self._adopt_metadata(given=set(kwargs))
         if len(self.input_shape) != 2 or any(int(v) != v or v <= 0 or v % 32 for v in self.input_shape):
             raise UserError(f"input_shape must be [h, w] with positive multiples of 32 (the largest stride), "
@@ -121,10 +122,18 @@ class _Detector:
         shown = {name: getattr(self, name) for name in self._defaults}
         # What is used, not the default path it replaced: names and anchors adopted from the weights' metadata.
         if "class_names" in adopted and "classes_path" in shown:
-            shown["classes_path"] = f"{metadata_path(self.model_path)}: {', '.join(self.class_names)}"
+            shown["classes_path"] = f"{self._metadata_source()}: {', '.join(self.class_names)}"
         if "anchors" in adopted and "anchors_path" in shown:
-            shown["anchors_path"] = f"{metadata_path(self.model_path)} ({self.num_anchors} anchors)"
+            shown["anchors_path"] = f"{self._metadata_source()} ({self.num_anchors} anchors)"
         show_config(**shown)
+
+    def _read_metadata(self):
+        """The model's metadata (utils/engine/run_metadata.py's keys); ``{}`` when it has none."""
+        return read_metadata(getattr(self, "model_path", "") or "")
+
+    def _metadata_source(self):
+        """Where ``_read_metadata`` read from, for messages."""
+        return metadata_path(self.model_path)
 
     def _default_to_newest_run(self, given):
         if "model_path" not in given and hasattr(self, "model_path"):
@@ -151,7 +160,7 @@ class _Detector:
         if "confidence" not in given and meta.get("score_threshold") is not None:
             threshold, why_not = adoptable_threshold(meta)
             if why_not:
-                print(f"Not using {metadata_path(self.model_path)}'s threshold: {why_not}; confidence "
+                print(f"Not using {self._metadata_source()}'s threshold: {why_not}; confidence "
                       f"{self.confidence} instead (pass --confidence to choose).")
             else:
                 self.confidence = threshold
@@ -167,7 +176,7 @@ class _Detector:
         if adopted:
             note = ", ".join(f"confidence {self.confidence:.4f} (best F1 on validation)" if name == "confidence"
                              else name for name in adopted)
-            print(f"Using {note} from {metadata_path(self.model_path)}; pass a setting explicitly to override it.")
+            print(f"Using {note} from {self._metadata_source()}; pass a setting explicitly to override it.")
         return adopted
 
     def _warn_preprocessing_differs(self, given):
@@ -176,7 +185,7 @@ class _Detector:
         if "letterbox_image" in given and recorded is not None and bool(self.letterbox_image) != bool(recorded):
             warnings.warn(f"letterbox_image={self.letterbox_image} differs from the letterbox_image={recorded} that "
                           f"{self.model_path} was validated with (its val mAP and calibrated score threshold in "
-                          f"{metadata_path(self.model_path)}); detections and mAP will differ from those figures.",
+                          f"{self._metadata_source()}); detections and mAP will differ from those figures.",
                           stacklevel=4)
 
     def _preprocess(self, image):
@@ -195,30 +204,34 @@ class _Detector:
     # Becomes True on an instance once it has printed the note of _note_calibrated_threshold.
     _calibrated_note_shown = False
 
+    def _decoded(self, images):
+        """Decoded predictions ``(B, N, 5 + C)`` of a preprocessed batch (utils/deploy/decode.py's layout)."""
+        return decode_outputs(self._forward(images), self.anchors, self.anchors_mask, self.input_shape,
+                              self.scale_x_y)
+
     def _detect_tensor(self, images, image_shape):
         """Forward + decode + NMS for one preprocessed image; boxes mapped back to ``image_shape``."""
-        outputs = self._forward(images)
-        detections = detections_from_outputs(outputs, self.decoding, [image_shape], self.confidence,
+        decoded = self._decoded(images)
+        detections = detections_from_decoded(decoded, self.decoding, [image_shape], self.confidence,
                                              self.nms_iou, self.nms_agnostic)[0]        # (k, 6)
         if not len(detections):
-            self._note_calibrated_threshold(outputs)
+            self._note_calibrated_threshold(decoded)
         return (detections[:, :4].cpu().numpy(), detections[:, 4].cpu().numpy(),
                 detections[:, 5].cpu().numpy().astype(np.int64))
 
-    def _note_calibrated_threshold(self, outputs):
+    def _note_calibrated_threshold(self, decoded):
         """Once per instance: when focal-loss weights find no box at a ``confidence`` above their calibrated
-        threshold but would find some at it, say so (``outputs``: this image's head outputs)."""
+        threshold but would find some at it, say so (``decoded``: this image's decoded predictions)."""
         calibrated = self.metadata.get("score_threshold")
         # A confidence taken from the metadata equals the calibrated one, so a higher one was set by the user.
         if self._calibrated_note_shown or not self.metadata.get("focal_loss") or calibrated is None \
                 or self.confidence <= calibrated:
             return
-        decoded = decode_outputs(outputs, self.anchors, self.anchors_mask, self.input_shape, self.scale_x_y)
         found = len(postprocess(decoded, calibrated, self.nms_iou, class_agnostic=self.nms_agnostic)[0])
         if found:
             self._calibrated_note_shown = True
             print(f"Note: no boxes at confidence {self.confidence}, but {found} at the calibrated {calibrated:.4g} "
-                  f"({metadata_path(self.model_path)}): focal-loss training lowers objectness scores; "
+                  f"({self._metadata_source()}): focal-loss training lowers objectness scores; "
                   f"drop --confidence to use the calibrated threshold.")
 
     def detect(self, image):
@@ -261,8 +274,14 @@ class _Detector:
             atomic_save_image(image.crop(tuple(box.tolist())), os.path.join(CROP_DIR, f"crop_{i}.png"))
             print(f"save crop_{i}.png to {CROP_DIR}")
 
+    def use_fast_path(self, images, why):
+        """Prepare for a run of ``images`` images (None: a stream or a speed measurement); ``why`` names the run.
+        Here nothing to choose; ``YOLO`` compiles when the run pays it back."""
+
     def get_FPS(self, image, test_interval):
-        """Seconds per image of forward + decode + NMS, averaged over ``test_interval`` runs after a warm-up."""
+        """Seconds per image of forward + decode + NMS, averaged over ``test_interval`` runs after a warm-up (the
+        speed of a long run: what it would run, compiled with compile="auto", compiling in the warm-up)."""
+        self.use_fast_path(None, "fps measures the speed of a long run")
         images, image_shape, _ = self._preprocess(image)
         self._detect_tensor(images, image_shape)
         start = time.perf_counter()
@@ -312,8 +331,9 @@ class YOLO(_Detector):
         # Centre scale per level (darknet weights: [1.05, 1.1, 1.2]); None means 1.0 each.
         "scale_x_y": None,
         # torch.compile the fused network (inductor, weights frozen as constants): a faster forward after a
-        # compile of a minute or more at the first image of each input size; needs a C++ compiler on CPU.
-        "compile": False,
+        # compile of 10-110 s at the first image of each input size; needs a C++ compiler on CPU. "auto": compile
+        # for long runs (fps, a camera, 300+ images; use_fast_path), eager for a few images.
+        "compile": "auto",
     }
 
     def generate(self):
@@ -342,8 +362,18 @@ class YOLO(_Detector):
         self.torch_device = resolve_device(self.device)
         self.net = inference_model(model.eval(), self.torch_device)
         # What runs (detect, get_map): compiled or self.net itself; the eager self.net stays for ONNX export.
-        self.forward_net = compiled_inference_model(self.net) if self.compile else self.net
+        self.forward_net = compiled_inference_model(self.net) if self.compile is True else self.net
         print(f"{self.model_path} model, anchors, and classes loaded.")
+
+    def use_fast_path(self, images, why):
+        """compile="auto": before a run of ``images`` images (None: a stream or a speed measurement), compile the
+        network when the run is long enough to pay it back (utils/deploy/compiled.py); one line says which."""
+        if self.compile != "auto" or self.forward_net is not self.net:
+            return
+        chosen, line = auto_compile_choice(images, self.torch_device, why)
+        if chosen:
+            self.forward_net = CompiledOrEager(self.net)
+        print(line)
 
     def _forward(self, images):
         with torch.inference_mode():
@@ -386,40 +416,29 @@ class YOLO(_Detector):
         return heat
 
     def convert_to_onnx(self, simplify, model_path, int8_images=()):
-        """Export the fused network to ``model_path`` (input ``images`` 1x3xHxW, outputs ``output0..2``
-        at strides 32, 16, 8, opset 13). ``simplify`` runs onnxsim when it is installed. With ``int8_images``
-        (image paths, e.g. training images) also write ``int8_path(model_path)``: the model quantized to int8
-        by onnxruntime, its activation ranges calibrated on those images (utils/deploy/onnx_int8.py)."""
+        """Export to ``model_path`` (utils/deploy/onnx_export.py): the fused network and the decode with this
+        detector's anchors, strides and ``scale_x_y``, input ``images`` (B x 3 x H x W, dynamic batch), output
+        ``predictions`` (B x N x (5 + C)), and the model's metadata (class names, input size, letterbox, the
+        calibrated threshold and what it was measured on). ``simplify`` runs onnxsim when it is installed. With
+        ``int8_images`` (image paths, e.g. training images) also write ``int8_path(model_path)``: the network
+        quantized to int8 by onnxruntime, its activation ranges calibrated on those images (the decode stays float;
+        utils/deploy/onnx_int8.py)."""
         if importlib.util.find_spec("onnx") is None:
             raise UserError("exporting to ONNX needs the 'onnx' package: pip install onnx")
-        import onnx
-
-        dummy = torch.zeros(1, 3, *self.input_shape, device=self.torch_device)
-        folder = os.path.dirname(model_path)
-        if folder:
-            os.makedirs(folder, exist_ok=True)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)   # the TorchScript exporter needs only 'onnx'
-            torch.onnx.export(self.net, (dummy,), model_path, dynamo=False, opset_version=13,
-                              input_names=["images"], output_names=["output0", "output1", "output2"])
-        model_onnx = onnx.load(model_path)
-        onnx.checker.check_model(model_onnx)
-        if simplify:
-            if importlib.util.find_spec("onnxsim") is None:
-                warnings.warn("simplify=True but 'onnxsim' is not installed (pip install onnxsim); "
-                              "the model is saved unsimplified")
-            else:
-                import onnxsim
-
-                model_onnx, ok = onnxsim.simplify(model_onnx)
-                if not ok:
-                    raise RuntimeError(f"onnxsim could not validate the simplified model of {model_path}")
-                onnx.save(model_onnx, model_path)
-        print(f"Onnx model save as {model_path}")
+        export_onnx(self.net, self.decoding, model_path, self.export_metadata(), simplify)
+        print(f"ONNX model (decode in the graph, dynamic batch, metadata) saved as {model_path}")
         if int8_images:
             quantized = int8_path(model_path)
             quantize_onnx(model_path, quantized, list(int8_images), self.input_shape, self.letterbox_image)
             print(f"int8 model ({len(int8_images)} calibration images) saved as {quantized}")
+
+    def export_metadata(self):
+        """The metadata an export carries: the weights' run metadata with the settings this detector decodes with."""
+        return {**self.metadata, "class_names": list(self.class_names), "input_shape": list(self.input_shape),
+                "letterbox_image": bool(self.letterbox_image), "anchors": self.anchors.reshape(-1).tolist(),
+                "anchors_mask": [list(m) for m in self.anchors_mask],
+                "scale_x_y": None if self.scale_x_y is None else [float(v) for v in self.scale_x_y],
+                "width_mult": self.width_mult, "depth_mult": self.depth_mult}
 
 
 def int8_path(model_path):
@@ -428,17 +447,26 @@ def int8_path(model_path):
     return f"{stem}_int8.onnx"
 
 
+def onnx_path_of(model_path):
+    """The ONNX file export_onnx writes for the weights ``model_path`` by default: ``<stem>.onnx`` beside them."""
+    return os.path.splitext(model_path)[0] + ".onnx"
+
+
 class YOLO_ONNX(_Detector):
-    """Runs a model written by ``YOLO.convert_to_onnx`` with onnxruntime (CPU, or CUDA when available)."""
-    # YOLO's decoding settings (input_shape must equal the exported model's input), plus the ONNX file
-    # that predict.py --mode export_onnx writes.
+    """Runs a model written by ``YOLO.convert_to_onnx`` with onnxruntime (CPU, or CUDA when available).
+
+    Everything the file's metadata holds (class names, input size, letterbox, the calibrated threshold) is taken
+    from it unless given, so ``YOLO_ONNX(onnx_path=...)`` detects as ``YOLO(model_path=...)`` did on the weights it
+    was exported from. A file of the older export (raw head outputs, no metadata) still runs, decoded here with
+    the settings given (a warning says so)."""
     _defaults = {"onnx_path": "model_data/models.onnx",
                  **{key: YOLO._defaults[key] for key in ("classes_path", "anchors_path", "anchors_mask", "input_shape",
                                                          "confidence", "nms_iou", "nms_agnostic", "letterbox_image",
                                                          "scale_x_y")},
                  "threads": 0}     # onnxruntime intra-op threads; 0 = its default (one per core)
 
-    def generate(self):
+    def _read_metadata(self):
+        """Open the session (its file's ``metadata_props`` say how to use it) and return that metadata."""
         if importlib.util.find_spec("onnxruntime") is None:
             raise UserError("running an ONNX model needs the 'onnxruntime' package: pip install onnxruntime")
         import onnxruntime
@@ -452,13 +480,36 @@ class YOLO_ONNX(_Detector):
         if self.threads:
             options.intra_op_num_threads = int(self.threads)
         self.session = onnxruntime.InferenceSession(self.onnx_path, options, providers=providers)
+        self.output_names = [o.name for o in self.session.get_outputs()]
+        self.decoded_output = self.output_names == [OUTPUT_NAME]
+        if not self.decoded_output and self.output_names != list(RAW_OUTPUT_NAMES):
+            raise UserError(f"{self.onnx_path} is not a YOLOv4 export of this repository: its outputs are "
+                            f"{self.output_names}, expected [{OUTPUT_NAME!r}] (or the older {list(RAW_OUTPUT_NAMES)})")
+        metadata = read_metadata_props(self.session.get_modelmeta().custom_metadata_map)
+        if not metadata:
+            warnings.warn(f"{self.onnx_path} carries no metadata (exported by an older version): it is decoded with "
+                          f"the settings given or the defaults (classes_path, input_shape, anchors, scale_x_y, "
+                          f"confidence); export it again (predict.py --mode export_onnx) to carry them",
+                          stacklevel=3)
+        return metadata
+
+    def _metadata_source(self):
+        return self.onnx_path
+
+    def generate(self):
         model_input = self.session.get_inputs()[0]
         if list(model_input.shape[2:]) != list(self.input_shape):
             raise UserError(f"{self.onnx_path} takes input {model_input.shape}, but input_shape is {self.input_shape}")
         self.input_name = model_input.name
         print(f"{self.onnx_path} model, anchors, and classes loaded.")
 
+    def _decoded(self, images):
+        if not self.decoded_output:
+            return super()._decoded(images)
+        (predictions,) = self.session.run(None, {self.input_name: images.numpy()})
+        return torch.from_numpy(predictions)
+
     def _forward(self, images):
-        """Head outputs of a ``(B, 3, H, W)`` batch, one image per session run (the export has batch 1)."""
+        """Head outputs of the older export (batch 1): one session run per image."""
         runs = [self.session.run(None, {self.input_name: image[None].numpy()}) for image in images]
         return [torch.from_numpy(np.concatenate(level)) for level in zip(*runs)]

@@ -124,7 +124,7 @@ def test_utils_holds_shared_pieces_and_subpackages_only():
     top = sorted(n for n in os.listdir(os.path.join(ROOT, "utils")) if n.endswith(".py"))
     aliases = sorted(a.split(".")[1] + ".py" for a in UPSTREAM_ALIASES)
     shared = sorted(set(top) - set(aliases) - {"__init__.py"})
-    assert shared == ["atomic.py", "config.py", "errors.py", "paths.py", "utils.py"]
+    assert shared == ["atomic.py", "config.py", "errors.py", "paths.py", "utils.py", "version.py"]
     for sub in SUBPACKAGE_FLOORS:
         assert os.path.isfile(os.path.join(ROOT, "utils", sub, "__init__.py"))
 

@@ -199,6 +199,41 @@ def test_compile_without_a_compiler_says_what_to_install(monkeypatch):
         compiled_inference_model(inference_model(small_model().eval(), "cpu"))
 
 
+def test_auto_compile_compiles_long_runs_only(yolo, monkeypatch, capsys):
+    from utils.deploy.compiled import AUTO_COMPILE_MIN_IMAGES, CompiledOrEager, auto_compile_choice
+
+    assert YOLO._defaults["compile"] == "auto" and yolo.forward_net is yolo.net      # eager until a run says more
+    chosen, line = auto_compile_choice(AUTO_COMPILE_MIN_IMAGES - 1, "cpu", "12 images")
+    assert not chosen and line.startswith("Inference: eager PyTorch (12 images")
+    yolo.use_fast_path(3, "3 images")
+    assert yolo.forward_net is yolo.net and "eager" in capsys.readouterr().out
+    monkeypatch.setattr(shutil, "which", lambda name: "/usr/bin/g++")
+    yolo.use_fast_path(None, "a camera stream")                        # compiles lazily: nothing runs yet
+    assert isinstance(yolo.forward_net, CompiledOrEager)
+    assert "Inference: torch.compile (a camera stream" in capsys.readouterr().out
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    chosen, line = auto_compile_choice(None, "cpu", "fps")
+    assert not chosen and "needs a C++ compiler" in line
+
+
+def test_a_failed_compile_falls_back_to_the_eager_network():
+    from utils.deploy.compiled import CompiledOrEager
+
+    model = inference_model(small_model().eval(), "cpu")
+    runner = CompiledOrEager(model)
+
+    def broken(images):
+        raise RuntimeError("inductor: no kernel for this\nmore")
+    runner.compiled = broken
+    images = torch.rand(1, 3, 64, 64)
+    with pytest.warns(UserWarning, match="torch.compile failed .RuntimeError: inductor: no kernel for this."):
+        got = runner(images)
+    with torch.no_grad():
+        for g, e in zip(got, model(images)):
+            torch.testing.assert_close(g, e)
+    assert runner.compiled is None                                     # warned once, then eager
+
+
 def test_detect_shapes_bounds_and_array_input(yolo, files):
     image = Image.open(files["image"])
     boxes, scores, classes = yolo.detect(image)

@@ -1,6 +1,7 @@
 """int8 quantization of an exported ONNX model with onnxruntime (an optional package): static, QDQ format,
 activations uint8 and weights int8 per output channel (the U8S8 form that VNNI CPUs run fastest), with the
-activation ranges calibrated on training images preprocessed exactly as inference preprocesses them.
+activation ranges calibrated on training images preprocessed exactly as inference preprocesses them. The decode
+at the end of the graph (utils/deploy/onnx_export.py) stays float, and the file keeps the fp32 file's metadata.
 """
 import importlib.util
 import os
@@ -8,6 +9,7 @@ import tempfile
 
 import numpy as np
 
+from utils.deploy.onnx_export import decode_node_names
 from utils.errors import UserError
 from utils.data.preprocess import network_input, open_image
 
@@ -41,14 +43,17 @@ def mish_node_names(graph):
             consumers.setdefault(name, []).append(node)
     names = []
     for exp in (node for node in graph.node if node.op_type == "Exp"):
-        source, chain, frontier = exp.input[0], [exp], list(exp.output)
+        source, chain, frontier, closed = exp.input[0], [exp], list(exp.output), False
         while frontier:
             for node in consumers.get(frontier.pop(), []):
                 if node not in chain:
                     chain.append(node)
-                    if source not in node.input:            # the final Div ends the chain
+                    if source in node.input:                # the final Div ends the chain
+                        closed = True
+                    else:
                         frontier.extend(node.output)
-        names.extend(node.name for node in chain)
+        if closed:          # an Exp whose chain never reads x again is no Mish (the decode's exp of box sizes)
+            names.extend(node.name for node in chain)
     return names
 
 
@@ -74,8 +79,20 @@ def quantize_onnx(fp32_path, int8_path, image_paths, input_shape, letterbox_imag
         prepared = os.path.join(tmp, "prepared.onnx")
         quant_pre_process(fp32_path, prepared, skip_symbolic_shape=True)   # shape inference + graph folding
         partial = os.path.join(tmp, "int8.onnx")
+        graph = onnx.load(prepared).graph
         quantize_static(prepared, partial, Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
                         activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
                         calibrate_method=CalibrationMethod.MinMax,
-                        nodes_to_exclude=mish_node_names(onnx.load(prepared).graph))
+                        nodes_to_exclude=mish_node_names(graph) + decode_node_names(graph))
+        copy_metadata_props(fp32_path, partial)
         os.replace(partial, int8_path)         # the finished file only: an interrupted run leaves none
+
+
+def copy_metadata_props(source_path, target_path):
+    """Give ``target_path`` the ``metadata_props`` of ``source_path`` (the quantizer does not carry them)."""
+    import onnx
+
+    source, target = onnx.load(source_path), onnx.load(target_path)
+    del target.metadata_props[:]
+    target.metadata_props.extend(source.metadata_props)
+    onnx.save(target, target_path)

@@ -83,6 +83,11 @@ def detections_from_outputs(outputs, decoding, image_shapes, confidence, nms_iou
     (it could match nothing and cannot be drawn)."""
     decoded = decode_outputs(outputs, decoding.anchors, decoding.anchors_mask, decoding.input_shape,
                              decoding.scale_x_y)                                     # (B, N, 5 + C)
+    return detections_from_decoded(decoded, decoding, image_shapes, confidence, nms_iou, nms_agnostic)
+
+
+def detections_from_decoded(decoded, decoding, image_shapes, confidence, nms_iou, nms_agnostic=False):
+    """``detections_from_outputs`` from decoded predictions ``(B, N, 5 + C)`` (an exported model's output)."""
     results = []
     for rows, image_shape in zip(postprocess(decoded, confidence, nms_iou, class_agnostic=nms_agnostic), image_shapes):
         boxes = correct_boxes(rows[:, :4], decoding.input_shape, tuple(image_shape), decoding.letterbox_image)
@@ -95,8 +100,9 @@ def detect_samples(net, samples, decoding, device, confidence=EVAL_CONFIDENCE, n
                    batch_size=EVAL_BATCH_SIZE, progress=None, nms_agnostic=False, level=None):
     """Detections of ``net`` (a fused inference network) on every sample: a list of float64 ``(k, 6)`` arrays.
 
-    ``progress``: an optional callable wrapping the batch iterator (e.g. ``tqdm``). ``level``: keep only that
-    output level's candidates (0 = stride 32), decoded as they are with all levels."""
+    ``net`` returns the head outputs (a list of levels) or the decoded predictions ``(B, N, 5 + C)`` (as an exported
+    model does, e.g. ``YOLO_ONNX._decoded``). ``progress``: an optional callable wrapping the batch iterator (e.g.
+    ``tqdm``). ``level``: keep only that output level's candidates (0 = stride 32), decoded as with all levels."""
     if level is not None:
         scales = decoding.scale_x_y or (1.0,) * len(decoding.anchors_mask)
         decoding = replace(decoding, anchors_mask=(decoding.anchors_mask[level],), scale_x_y=(scales[level],))
@@ -109,7 +115,11 @@ def detect_samples(net, samples, decoding, device, confidence=EVAL_CONFIDENCE, n
                                    for sample in samples[start:start + batch_size]))
             images = torch.from_numpy(np.stack(inputs)).to(device)                     # (b, 3, H, W)
             outputs = net(images) if level is None else [net(images)[level]]
-            for rows in detections_from_outputs(outputs, decoding, shapes, confidence, nms_iou, nms_agnostic):
+            if isinstance(outputs, torch.Tensor):          # already decoded (B, N, 5 + C): an exported model's
+                found = detections_from_decoded(outputs, decoding, shapes, confidence, nms_iou, nms_agnostic)
+            else:
+                found = detections_from_outputs(outputs, decoding, shapes, confidence, nms_iou, nms_agnostic)
+            for rows in found:
                 detections.append(rows.double().cpu().numpy())
     return detections
 
