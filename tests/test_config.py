@@ -112,6 +112,20 @@ def test_preset_file_then_command_line_overrides(tmp_path):
     assert read_preset(str(path), defaults) == {"seed": 3, "input_shape": [320, 320]}
 
 
+def test_several_presets_apply_in_order_then_the_command_line(tmp_path):
+    import train
+    from utils.config import resolve_config
+    from utils.engine.trainer import given_settings
+
+    later = tmp_path / "later.py"
+    later.write_text("input_shape = [320, 320]\nUnFreeze_Epoch = 10\n")
+    argv = [os.path.join(ROOT, "config", "quickstart.py"), str(later), "--UnFreeze_Epoch", "3"]
+    config = resolve_config(vars(train), argv)
+    # quickstart's width, the later file's size over quickstart's 160, the command line over both.
+    assert (config["width_mult"], config["input_shape"], config["UnFreeze_Epoch"]) == (0.25, [320, 320], 3)
+    assert {"width_mult", "input_shape", "UnFreeze_Epoch"} <= given_settings(argv, vars(train))
+
+
 @pytest.mark.parametrize("preset", ["quickstart", "voc", "finetune"])
 def test_shipped_presets_hold_only_train_settings(preset):
     import train

@@ -279,6 +279,31 @@ def test_nms_across_classes_is_compared_per_seed_by_hand():
     assert study.where_map_goes_markdown(summaries) == []
 
 
+def test_paired_interval_sizes_and_levels_by_hand():
+    def run(variant, seed, map50, ap_small):
+        split = {"map50": map50, "map50_95": map50 / 2, "best_f1_threshold": 0.5, "level_map50": [0.1, 0.2, map50],
+                 "by_size": {"ap_small": ap_small, "ap_medium": 0.5, "ap_large": -1, "ar_small": 0.6, "ar100": 0.7}}
+        return {"variant": variant, "seed": seed, "val": split, "test": split, "mean_obj_pos": 0.5,
+                "mean_obj_neg": 0.01, "train_seconds": 1.0}
+    config = {"variants": [{"name": "bce"}, {"name": "focal", "focal_loss": True}], "baseline": ""}
+    # Paired differences 0.04, 0.02, 0.06 (seed 14 has no bce run: not paired): mean 0.04, sd 0.02, n 3,
+    # half-width t(0.975, 2) * 0.02 / sqrt(3) = 4.303 * 0.011547 = 0.04969.
+    results = [run("bce", 11, 0.50, 0.30), run("focal", 11, 0.54, 0.40), run("bce", 12, 0.60, 0.30),
+               run("focal", 12, 0.62, 0.40), run("bce", 13, 0.40, 0.30), run("focal", 13, 0.46, 0.40),
+               run("focal", 14, 0.99, 0.99)]
+    summaries, base = study.aggregate(config, results)
+    paired = summaries[1]["paired"]["test_map50"]
+    assert paired["n"] == 3 and paired["diff"] == pytest.approx(0.04)
+    assert paired["low"] == pytest.approx(0.04 - 0.04969, abs=1e-4) and paired["high"] == pytest.approx(0.08969, abs=1e-4)
+    assert summaries[1]["paired"]["test_ap_small"]["diff"] == pytest.approx(0.10)
+    assert summaries[0]["paired"]["test_map50"]["diff"] == 0                # the baseline against itself
+    assert summaries[0]["test_ap_large"] == (None, None, 0)                # -1: no large object in the set
+    table = "\n".join(study.paired_markdown(summaries, base) + study.by_size_markdown(summaries))
+    assert "| focal | 3 | +0.040 [-0.010, +0.090] |" in table
+    assert "| bce | 0.300 ± 0.000 | 0.500 ± 0.000 | – | 0.600 ± 0.000 | 0.700 ± 0.000 | 0.100 ± 0.000 | 0.200 ± 0.000 " \
+           "| 0.500 ± 0.100 |" in table and "mAP@0.5 stride 8 alone" in table
+
+
 def test_sweep_is_a_cartesian_product_with_readable_names():
     rest, axes = study.split_sweep_arguments(["--seeds", "2", "--sweep", "focal_loss=[False, True]",
                                               "focal_gamma=[1, 2]", "--study_dir", "x"])
@@ -314,6 +339,15 @@ def test_the_focal_preset_lists_bce_then_six_focal_forms():
     names = [v["name"] for v in config["variants"]]
     assert names[0] == "bce" and len(names) == 7 and all(n.startswith("focal_g") for n in names[1:])
     assert all(v["focal_loss"] is True and 0 <= v["focal_alpha"] <= 1 for v in config["variants"][1:])
+
+
+def test_the_deeppcb_preset_goes_on_top_of_the_quick_start():
+    # --data "": the shared DeepPCB copy lies outside the repository (its lists are not built here).
+    config = study.resolve_study_config(["config/quickstart.py", "config/focal_deeppcb.py", "--data", ""])
+    assert [v["name"] for v in config["variants"]] == ["bce", "focal"]
+    overrides = config["train_overrides"]
+    assert (overrides["width_mult"], overrides["input_shape"], overrides["UnFreeze_Epoch"]) == (0.25, [320, 320], 10)
+    assert overrides["eval_flag"] is False and config["study_dir"] == "study_out/focal_deeppcb"
 
 
 @pytest.mark.parametrize("variants, message", [

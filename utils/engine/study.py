@@ -39,6 +39,14 @@ _SPLIT_METRICS = (("map50", "mAP@0.5"), ("map50_95", "mAP@.5:.95"))
 _AGNOSTIC_METRICS = (("class_agnostic_ap50", "class-agnostic AP@0.5"),
                      ("map50_nms_agnostic", "mAP@0.5, NMS across classes"),
                      ("map50_95_nms_agnostic", "mAP@.5:.95, NMS across classes"))
+# COCO's AP/AR by object size (utils/metrics/mean_ap.py; -1 where a size has no ground truth), from ``by_size``.
+_SIZE_METRICS = (("ap_small", "APs"), ("ap_medium", "APm"), ("ap_large", "APl"), ("ar_small", "ARs"),
+                 ("ar100", "AR100"))
+# Metrics whose per-seed difference to the baseline is given with its 95 % interval (split, key).
+_PAIRED_METRICS = (("val", "map50"), ("test", "map50"), ("test", "map50_95"), ("test", "ap_small"))
+# Two-sided 95 % quantiles of Student's t for 1..30 degrees of freedom (beyond: the normal's 1.96, within 2 %).
+_T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145, 2.131,
+         2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042)
 _RESULT_FORMAT = "yolov4-pytorch study run v1"
 _GITIGNORE = ("# written by study.py: weights, checkpoints and run logs stay out of git (result.json and\n"
               "# objectness.npz stay: the tables and plots are rebuilt from them)\n*.pth\n*/seed*/ep*.json\n"
@@ -518,12 +526,44 @@ def aggregate(config, results):
                 [r[split]["map50_nms_agnostic"] - r[split]["map50"] for r in runs if "map50_nms_agnostic" in r[split]])
         for key in ("mean_obj_pos", "mean_obj_neg", "train_seconds"):
             summary[key] = mean_sd([r[key] for r in runs])
+        for split in ("val", "test"):
+            for key, _ in _SIZE_METRICS:
+                summary[f"{split}_{key}"] = mean_sd([run_metric(r, split, key) for r in runs])
+            levels = max((len(r[split].get("level_map50") or []) for r in runs), default=0)
+            summary[f"{split}_level_map50"] = [mean_sd([(r[split].get("level_map50") or [None] * levels)[level]
+                                                       for r in runs]) for level in range(levels)]
         summaries.append(summary)
     base = next(s for s in summaries if s["name"] == (config["baseline"] or summaries[0]["name"]))
     for summary in summaries:
         summary["vs_baseline"] = {f"{split}_{key}": compare(summary[f"{split}_{key}"], base[f"{split}_{key}"])
                                   for split in ("val", "test") for key, _ in _SPLIT_METRICS}
+        summary["paired"] = {f"{split}_{key}": paired_difference(results, summary["name"], base["name"], split, key)
+                             for split, key in _PAIRED_METRICS}
     return summaries, base["name"]
+
+
+def run_metric(result, split, key):
+    """A run's figure ``key`` on ``split``: a top-level one or one of ``by_size`` (None where missing or -1: a
+    size without ground truth)."""
+    figures = result[split]
+    value = figures.get(key, (figures.get("by_size") or {}).get(key))
+    return None if value is None or value == -1 else value
+
+
+def paired_difference(results, name, base_name, split, key):
+    """``{"diff", "low", "high", "n"}``: the mean over seeds of variant ``name`` minus ``base_name`` on the same
+    seed, with its two-sided 95 % interval (Student's t on the n paired differences); None below 2 pairs."""
+    by_seed = {}
+    for r in results:
+        if r and r["variant"] in (name, base_name):
+            by_seed.setdefault(r["seed"], {})[r["variant"]] = run_metric(r, split, key)
+    diffs = [v[name] - v[base_name] for v in by_seed.values()
+             if v.get(name) is not None and v.get(base_name) is not None]
+    if len(diffs) < 2:
+        return None
+    mean, sd, n = mean_sd(diffs)
+    half = (_T975[n - 2] if n - 1 <= len(_T975) else 1.96) * sd / math.sqrt(n)
+    return {"diff": mean, "low": mean - half, "high": mean + half, "n": n}
 
 
 def _cell(value, digits=3):
@@ -566,7 +606,47 @@ def results_markdown(config, summaries, baseline_name, command, sizes):
         lines.append(f"| {s['name']} | {_mean_sd_cell(s['val_best_f1_threshold'])} | "
                      f"{_mean_sd_cell(s['mean_obj_pos'], 4)} | {_mean_sd_cell(s['mean_obj_neg'], 4)} | "
                      f"{'–' if seconds is None else f'{seconds:.0f} s'} |")
-    return "\n".join(lines + where_map_goes_markdown(summaries)) + "\n"
+    return "\n".join(lines + paired_markdown(summaries, baseline_name) + by_size_markdown(summaries)
+                     + where_map_goes_markdown(summaries)) + "\n"
+
+
+def paired_markdown(summaries, baseline_name):
+    """The per-seed paired differences to the baseline with their 95 % intervals; [] with fewer than 2 pairs."""
+    rows = [s for s in summaries if s["name"] != baseline_name and any(s["paired"].values())]
+    if not rows:
+        return []
+    titles = [f"{split} {dict(_SPLIT_METRICS + _SIZE_METRICS)[key]}" for split, key in _PAIRED_METRICS]
+    lines = ["", f"Paired on seeds (variant minus `{baseline_name}` trained with the same seed): mean difference "
+             f"[95 % interval, Student's t]; an interval that holds 0 is no evidence of a difference:", "",
+             "| variant | pairs | " + " | ".join(f"Δ {t}" for t in titles) + " |", "|" + "---|" * (len(titles) + 2)]
+    for s in rows:
+        cells = [_interval_cell(s["paired"][f"{split}_{key}"]) for split, key in _PAIRED_METRICS]
+        pairs = max((p["n"] for p in s["paired"].values() if p), default=0)
+        lines.append(f"| {s['name']} | {pairs} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def _interval_cell(paired):
+    if paired is None:
+        return "–"
+    return f"{paired['diff']:+.3f} [{paired['low']:+.3f}, {paired['high']:+.3f}]"
+
+
+def by_size_markdown(summaries):
+    """Test AP/AR by object size and the mAP@0.5 of each output level alone; [] for runs scored before them."""
+    if not any(s["test_ap_small"][0] is not None or s["test_ap_medium"][0] is not None for s in summaries):
+        return []
+    levels = max(len(s["test_level_map50"]) for s in summaries)
+    strides = [f"stride {32 // 2 ** level}" for level in range(levels)]
+    lines = ["", "Test AP by object size (COCO: area < 32², 32²–96², > 96² image pixels; – where a size has no "
+             "object) and the mAP@0.5 of each output level's detections alone (which head finds the objects):", "",
+             "| variant | " + " | ".join(t for _, t in _SIZE_METRICS) + " | "
+             + " | ".join(f"mAP@0.5 {s} alone" for s in strides) + " |", "|" + "---|" * (len(_SIZE_METRICS) + levels + 1)]
+    for s in summaries:
+        cells = [_mean_sd_cell(s[f"test_{key}"]) for key, _ in _SIZE_METRICS]
+        cells += [_mean_sd_cell(stats) for stats in s["test_level_map50"]] + ["–"] * (levels - len(s["test_level_map50"]))
+        lines.append(f"| {s['name']} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def paired_gain(stats):
