@@ -36,3 +36,16 @@ def test_positives_per_image_match_the_anchors_and_cells_counted_by_hand(thresh,
     cells = 3 if neighbours else 1
     assert cells * (anchors_taken(40, 40, thresh) + anchors_taken(24, 24, thresh)) == expected
     assert positives_per_image(ANCHORS, LINES, SIZES, 160, MASK, thresh, neighbours) == pytest.approx(expected)
+
+
+def test_level_table_splits_the_positives_by_stride_by_hand():
+    from positives_per_image import level_table
+
+    # train.py's assignment (the 0.213 list above, 3 cells each): the 40 x 40 box trains anchors 1, 2 (stride 8) and
+    # 3, 4 (stride 16); the 24 x 24 one anchors 0, 1, 2 (stride 8) and 3 (stride 16). Stride 8: 5 x 3 = 15
+    # positives of 3 x 20 x 20 = 1200 cells; stride 16: 3 x 3 = 9 of 300; stride 32: none of 75.
+    config = {"input_sizes": [160], "anchors_mask": MASK, "iou_thresh": 0.213}
+    rows = level_table(ANCHORS, LINES, SIZES, config)
+    assert rows[2:] == ["| 160 | stride 32 | 0.0 | 75 | no positive |",
+                        "| 160 | stride 16 | 9.0 | 300 | 1 positive per 32 negatives |",
+                        "| 160 | stride 8 | 15.0 | 1200 | 1 positive per 79 negatives |"]

@@ -5,6 +5,9 @@ size (the cells: 3 anchors x (s/32)^2 + (s/16)^2 + (s/8)^2) and on the assignmen
 makes positive: one with upstream's, more with ``iou_thresh`` and ``neighbour_cells``). This prints both for the
 training boxes, letterboxed to each input size as validation sees them, counted by the loss's own assignment
 (``utils.data.anchor_check.positive_shares``, what ``focal_normalize = "positives"`` scales by), without augmentation.
+A second table splits train.py's assignment by output level: how many easy negatives each positive faces there
+(``stride 8: 1 positive per N negatives``), the imbalance focal objectness is for (docs/focal.md says when it helps).
+    python tools/positives_per_image.py --data my_set/data.yaml --input_sizes "[320, 416]"
     python tools/positives_per_image.py --train_annotation_path 2007_train.txt --input_sizes "[160, 416]"
 """
 import os
@@ -13,13 +16,14 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from nets.yolo_training import YOLOLoss  # noqa: E402
-from utils.data.anchor_check import positive_shares  # noqa: E402
+from utils.data.anchor_check import positive_shares, positives_per_level  # noqa: E402
 from utils.data.annotation import read_annotation_file  # noqa: E402
 from utils.config import resolve_config  # noqa: E402
 from utils.data.dataset_check import scan_annotation_lines  # noqa: E402
 from utils.errors import run_entry  # noqa: E402
 from utils.utils import get_anchors, get_classes  # noqa: E402
 
+data = ""                                                  # a dataset as train.py --data takes it (then its training list and classes are counted)
 train_annotation_path = "2007_train.txt"                   # the training list whose boxes are counted
 classes_path = "model_data/sample_classes.txt"             # its classes
 anchors_path = "model_data/yolo_anchors.txt"               # the anchors
@@ -46,7 +50,26 @@ def positives_per_image(anchors, lines, image_sizes, size, anchors_mask, iou_thr
     return share * len(anchors_mask[0]) * (size // 32) ** 2
 
 
+def level_table(anchors, lines, image_sizes, config):
+    """Markdown rows: per input size and level, positives and negatives per image under train.py's assignment."""
+    rows = ["| input | level | positives per image | anchor cells per image | negatives per positive |",
+            "|---|---|---|---|---|"]
+    for size in config["input_sizes"]:
+        loss = YOLOLoss(anchors, 1, (size, size), anchors_mask=config["anchors_mask"], iou_thresh=config["iou_thresh"],
+                        neighbour_cells=True)
+        positives, cells, images = positives_per_level(loss, lines, image_sizes, (size, size))
+        for stride, found, total in zip((32, 16, 8), positives, cells):
+            ratio = f"1 positive per {(total - found) / found:.0f} negatives" if found else "no positive"
+            rows.append(f"| {size} | stride {stride} | {found / images:.1f} | {total // images} | {ratio} |")
+    return rows
+
+
 def main(config):
+    if config["data"]:
+        from utils.data.data_source import resolve_data
+
+        lists = resolve_data(config["data"])
+        config = {**config, "train_annotation_path": lists.train, "classes_path": lists.classes_path}
     class_names, _ = get_classes(config["classes_path"])
     lines, report = scan_annotation_lines(read_annotation_file(config["train_annotation_path"]), len(class_names),
                                           class_names)
@@ -60,6 +83,8 @@ def main(config):
                                             config["iou_thresh"] if multi else None, neighbours)
             ratio = f"{cells / positives:.0f}" if positives else "-"
             print(f"| {size} | {name} | {positives:.1f} | {cells} | {ratio} |")
+    print("\nBy output level, train.py's assignment (iou_thresh + neighbour_cells):\n")
+    print("\n".join(level_table(anchors, lines, report.image_sizes, config)))
 
 
 if __name__ == "__main__":

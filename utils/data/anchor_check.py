@@ -72,17 +72,27 @@ def letterboxed_targets(lines, image_sizes, input_shape):
     return np.concatenate(rows).astype(np.float32), np.concatenate(owners).astype(np.int64), count
 
 
-def positive_shares(loss_fn, lines, image_sizes, input_shape, chunk=256):
-    """Per level, the positives of all levels per cell (anchor x grid cell) of that level that ``loss_fn``'s
-    assignment gives the letterboxed training boxes (see YOLOLoss._conf_loss), in chunks of ``chunk`` images."""
+def positives_per_level(loss_fn, lines, image_sizes, input_shape, chunk=256):
+    """``(positives, cells, images)``: per level (stride 32, 16, 8) the anchor cells that ``loss_fn``'s assignment
+    makes positive for the letterboxed training boxes (see YOLOLoss._conf_loss) and all its anchor cells, summed
+    over the images, counted in chunks of ``chunk`` images."""
     boxes, owners, images = letterboxed_targets(lines, image_sizes, input_shape)
-    positives, cells = 0, []
+    positives, cells = [], []
     for level, stride in enumerate((32, 16, 8)):
         H, W, A = input_shape[0] // stride, input_shape[1] // stride, len(loss_fn.anchors_mask[level])
+        found = 0
         for start in range(0, images, chunk):
             keep = (owners >= start) & (owners < start + chunk)
             grid = torch.from_numpy(boxes[keep] * np.array([W, H, W, H, 1], dtype=np.float32))
             img = torch.from_numpy(owners[keep] - start)
-            positives += int(loss_fn._assign(level, grid, img, min(chunk, images - start), A, H, W)["obj"].sum())
+            found += int(loss_fn._assign(level, grid, img, min(chunk, images - start), A, H, W)["obj"].sum())
+        positives.append(found)
         cells.append(max(images, 1) * A * H * W)
-    return [positives / c for c in cells]
+    return positives, cells, images
+
+
+def positive_shares(loss_fn, lines, image_sizes, input_shape, chunk=256):
+    """Per level, the positives of all levels per cell (anchor x grid cell) of that level that ``loss_fn``'s
+    assignment gives the letterboxed training boxes (see YOLOLoss._conf_loss), in chunks of ``chunk`` images."""
+    positives, cells, _ = positives_per_level(loss_fn, lines, image_sizes, input_shape, chunk)
+    return [sum(positives) / c for c in cells]
