@@ -8,8 +8,8 @@ import time
 
 import pytest
 
-from utils.config import (ConfigError, _coerce, parse_limit, parse_overrides, parse_value, print_help, read_preset,
-                          resolve_config, script_settings)
+from utils.config import (ConfigError, SettingDoc, _coerce, parse_limit, parse_overrides, parse_value, print_help,
+                          read_preset, resolve_config, script_docs, script_settings)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -82,6 +82,53 @@ def test_help_lists_settings_with_comments(capsys):
     buffer = io.StringIO()
     print_help({"x": 1}, "train.py", out=buffer)
     assert "--x" in buffer.getvalue()
+
+
+SCRIPT = """\"\"\"A script.\"\"\"
+import os
+from math import pi
+
+_EXAMPLES = (("python script.py --size 4", "a bigger size"),)
+_DESCRIBED_IN = ("described.py",)
+# --- data ---
+root = "a#b"        # where: a # in a string is no comment
+# what is described,
+# over two lines
+size = 3
+# --- model ---
+width = 1.0         # channel multiplier
+"""
+DESCRIBED = """class Detector:
+    _defaults = {
+        # --- inference ---
+        # keep boxes above this
+        "confidence": 0.5,
+        "device": "cpu",      # where it runs
+        "width": 2.0,         # described in the script already
+    }
+"""
+
+
+def test_help_reads_groups_descriptions_and_examples_from_the_source(tmp_path):
+    (tmp_path / "script.py").write_text(SCRIPT)
+    (tmp_path / "described.py").write_text(DESCRIBED)
+    path = str(tmp_path / "script.py")
+    assert script_docs(path) == {"root": SettingDoc("data", "where: a # in a string is no comment"),
+                                 "size": SettingDoc("data", "what is described, over two lines"),
+                                 "width": SettingDoc("model", "channel multiplier"),
+                                 "confidence": SettingDoc("inference", "keep boxes above this"),
+                                 "device": SettingDoc("inference", "where it runs")}
+    namespace = {"__file__": path, "os": os, "pi": 3.14, "root": "a#b", "size": 3, "width": 1.0, "confidence": 0.5}
+    defaults = script_settings(namespace)
+    assert defaults == {"root": "a#b", "size": 3, "width": 1.0, "confidence": 0.5}      # pi is imported: no setting
+    buffer = io.StringIO()
+    print_help({**defaults, "undescribed": 1}, path, out=buffer)
+    text = buffer.getvalue()
+    assert text.startswith("usage: python script.py [preset.py ...] [--name value ...]\n\nA script.\n\nexamples:\n"
+                           "  python script.py --size 4\n      a bigger size\n")
+    headings = [line for line in text.splitlines() if line.endswith(":") and not line.startswith(" ")]
+    assert headings[2:] == ["data:", "model:", "inference:", "other:"]
+    assert "--size" in text.split("data:")[1].split("model:")[0]
 
 
 def test_script_settings_exclude_modules_and_functions():

@@ -32,12 +32,22 @@ is unambiguous), for code that reads again a preset already checked.
 
 ``--help`` shows each limit in brackets before the setting's comment. A bad value is one line,
 ``error: --NAME takes WHAT, got VALUE``, and exit status 2.
+
+``--help`` (and tools/settings_doc.py's docs/settings.md) reads the rest from the script's source, so that the code
+is the one place a setting is described: a comment line ``# --- data ---`` heads the group of the settings below it
+(groups of the same name merge), a setting's trailing comment describes it, ``_EXAMPLES`` holds
+``(command, what it does)`` pairs, and ``_DESCRIBED_IN`` names the files describing settings a script takes from
+elsewhere (yolo.py: ``YOLO._defaults``, whose keys are described by the comment lines above them).
 """
 import ast
 import difflib
+import io
+import os
 import re
 import sys
+import tokenize
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from utils.errors import UserError
 from utils.paths import resource_path
@@ -54,8 +64,24 @@ class ConfigError(UserError):
 
 
 def script_settings(namespace):
-    """The hyperparameter globals of a script: public names bound to plain values."""
-    return {k: v for k, v in namespace.items() if not k.startswith("_") and isinstance(v, _SETTING_TYPES)}
+    """The hyperparameter globals of a script: public names bound to plain values, less the names its source
+    imports (get_map.py's ``EVAL_CONFIDENCE`` is the default of its ``confidence``, not a setting of its own)."""
+    imported = imported_names(namespace.get("__file__"))
+    return {k: v for k, v in namespace.items()
+            if not k.startswith("_") and isinstance(v, _SETTING_TYPES) and k not in imported}
+
+
+def imported_names(path):
+    """The names a script's top-level ``import`` / ``from ... import`` lines bind (none when ``path`` is no file)."""
+    if not path or not os.path.isfile(path):
+        return set()
+    return {(alias.asname or alias.name).partition(".")[0] for node in ast.parse(_read(path), filename=path).body
+            if isinstance(node, (ast.Import, ast.ImportFrom)) for alias in node.names}
+
+
+def _read(path):
+    with open(path, encoding="utf-8") as f:
+        return f.read()
 
 
 def parse_value(text):
@@ -308,27 +334,145 @@ def unknown_setting_message(name, names):
     return f"unknown setting --{name}; {hint}"
 
 
-def setting_comments(path):
-    """``{name: comment}`` for lines ``name = value  # comment`` of a script (for --help)."""
-    comments = {}
-    pattern = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)\s*=.*?#\s*(.+)$")
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            match = pattern.match(line.rstrip())
-            if match and match.group(1) not in comments:
-                comments[match.group(1)] = match.group(2).strip()
+_GROUP_HEADER = re.compile(r"^---\s*(.+?)\s*---$")        # a comment line "# --- data ---" (see the docstring)
+OTHER_GROUP = "other"                                       # the heading of settings no group header precedes
+
+
+class SettingDoc(NamedTuple):
+    group: str              # the heading it is listed under
+    description: str
+
+
+class HelpRow(NamedTuple):
+    name: str
+    default: object
+    limit: str              # Limit.help_text(), "" without a limit
+    description: str
+
+
+def _comments(source):
+    """``{line number: (text, whole line)}`` of the comments in ``source``: the text after ``#``, and whether the
+    comment is all the line holds (tokenize, so that a ``#`` inside a string is no comment)."""
+    lines, comments = source.splitlines(), {}
+    for token in tokenize.generate_tokens(io.StringIO(source).readline):
+        if token.type == tokenize.COMMENT:
+            row, col = token.start
+            comments[row] = (token.string.lstrip("#").strip(), not lines[row - 1][:col].strip())
     return comments
 
 
+def _setting_lines(tree):
+    """``(name, line)`` of the settings a source defines, in source order: its public module-level
+    ``name = value`` lines and the string keys of dict literals assigned to ``_defaults`` (yolo.py's)."""
+    found = [(node.targets[0].id, node.lineno) for node in tree.body if isinstance(node, ast.Assign)
+             and isinstance(node.targets[0], ast.Name) and not node.targets[0].id.startswith("_")]
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name) \
+                and node.targets[0].id == "_defaults" and isinstance(node.value, ast.Dict):
+            found += [(key.value, key.lineno) for key in node.value.keys
+                      if isinstance(key, ast.Constant) and isinstance(key.value, str)]
+    return sorted(found, key=lambda item: item[1])
+
+
+def _description(comments, row):
+    """The comment ending line ``row``, else the comment lines right above it (a group header ends them)."""
+    if row in comments:
+        return comments[row][0]
+    block = []
+    while row - 1 in comments and comments[row - 1][1] and not _GROUP_HEADER.match(comments[row - 1][0]):
+        row -= 1
+        block.insert(0, comments[row][0])
+    return " ".join(block)
+
+
+def setting_docs(path):
+    """``{name: SettingDoc}`` of the settings the file ``path`` defines (``_setting_lines``), in source order: each
+    under the last ``# --- group ---`` line above it, described by its comment (``_description``)."""
+    source = _read(path)
+    comments = _comments(source)
+    headers = {row: match.group(1) for row, (text, whole) in comments.items()
+               if whole and (match := _GROUP_HEADER.match(text))}
+    docs = {}
+    for name, row in _setting_lines(ast.parse(source, filename=path)):
+        above = [header for header in headers if header < row]
+        docs.setdefault(name, SettingDoc(headers[max(above)] if above else OTHER_GROUP, _description(comments, row)))
+    return docs
+
+
+def _script_literal(script_path, name, default):
+    """A private literal of a script (``_EXAMPLES``), read without importing it; ``default`` without one."""
+    if not os.path.isfile(script_path):
+        return default
+    return file_settings(script_path, private=(name,)).get(name, default)
+
+
+def script_docs(script_path):
+    """``setting_docs`` of a script and of the files its ``_DESCRIBED_IN`` names (relative to the script), the
+    script's own first; ``{}`` when there is no such file."""
+    if not os.path.isfile(script_path):
+        return {}
+    described_in = _script_literal(script_path, "_DESCRIBED_IN", ())
+    docs = {}
+    for path in [script_path] + [os.path.join(os.path.dirname(script_path), p) for p in described_in]:
+        for name, doc in setting_docs(path).items():
+            docs.setdefault(name, doc)
+    return docs
+
+
+def help_sections(defaults, script_path, limits=None):
+    """``[(group, [HelpRow, ...]), ...]``: the settings of ``defaults`` under their groups (``script_docs``), in
+    source order (settings no source describes last, under "other"), each group where its first setting is."""
+    docs, limits = script_docs(script_path), parse_limits(limits, defaults)
+    groups = {}
+    for name in [n for n in docs if n in defaults] + [n for n in defaults if n not in docs]:
+        doc = docs.get(name, SettingDoc(OTHER_GROUP, ""))
+        limit = limits[name].help_text() if name in limits else ""
+        groups.setdefault(doc.group, []).append(HelpRow(name, defaults[name], limit, doc.description))
+    return list(groups.items())
+
+
+def script_summary(script_path):
+    """The first paragraph of a script's docstring, on one line ("" without one)."""
+    if not os.path.isfile(script_path):
+        return ""
+    docstring = ast.get_docstring(ast.parse(_read(script_path))) or ""
+    return " ".join(docstring.split("\n\n")[0].split())
+
+
+def script_examples(script_path):
+    """A script's ``_EXAMPLES``: ``(command, what it does)`` pairs."""
+    return _script_literal(script_path, "_EXAMPLES", ())
+
+
+def script_usage(script_path):
+    """The usage line of ``--help``, without ``usage:``."""
+    return f"python {os.path.basename(script_path)} [preset.py ...] [--name value ...]"
+
+
+def wants_help(argv):
+    """Whether ``argv`` asks for ``--help`` (anywhere in it, like argparse)."""
+    return any(arg in ("-h", "--help") for arg in argv)
+
+
 def print_help(defaults, script_path, out=None, limits=None):
-    """Every setting with its default, its limit in brackets (``[>0]``, ``[0..1]``) and its comment."""
+    """The usage line, what the script does, its examples, then every setting under its group with its default,
+    its limit in brackets (``[>0]``, ``[0..1]``) and its description."""
     out = out or sys.stdout
-    comments = setting_comments(script_path)
-    limits = parse_limits(limits, defaults)
-    print(f"usage: python {script_path} [--name=value ...]\n\nsettings (default, [limit], meaning):", file=out)
-    for name, value in defaults.items():
-        limit = f"[{limits[name].help_text()}] " if name in limits else ""
-        print(f"  --{name:<24} {value!r:<34} {limit}{comments.get(name, '')}".rstrip(), file=out)
+    print(f"usage: {script_usage(script_path)}", file=out)
+    summary = script_summary(script_path)
+    if summary:
+        print(f"\n{summary}", file=out)
+    examples = script_examples(script_path)
+    if examples:
+        print("\nexamples:", file=out)
+        for command, meaning in examples:
+            print(f"  {command}\n      {meaning}", file=out)
+    print("\nsettings (default, [limit], meaning):", file=out)
+    for group, rows in help_sections(defaults, script_path, limits):
+        print(f"\n{group}:", file=out)
+        for row in rows:
+            limit = f"[{row.limit}] " if row.limit else ""
+            print(f"  --{row.name:<24} {row.default!r:<34} {limit}{row.description}".rstrip(), file=out)
 
 
 def read_preset(path, defaults, limits=None):
@@ -391,7 +535,7 @@ def resolve_config(namespace, argv, script_path=None, limits=None):
     defaults = script_settings(namespace)
     limits = namespace.get("_LIMITS", {}) if limits is None else limits
     parse_limits(limits, defaults)                      # a malformed _LIMITS fails here, with a traceback
-    if any(a in ("-h", "--help") for a in argv):
+    if wants_help(argv):
         print_help(defaults, script_path or namespace.get("__file__", "script.py"), limits=limits)
         raise SystemExit(0)
     try:
