@@ -33,25 +33,40 @@ from utils.utils import get_classes
 from utils.metrics.mean_ap import read_map_txt, write_map_txt
 from yolo import YOLO, draw_detections, newest_weights_if_missing, open_image
 
-map_mode = 0                               # 0 all, 1 detections only, 2 ground truth only, 3 VOC mAP, 4 COCO mAP
-classes_path = "model_data/sample_classes.txt"  # class names, one per line
-MINOVERLAP = 0.5                           # IoU a detection needs to be a true positive (VOC mAP)
-confidence = EVAL_CONFIDENCE               # detections kept down to this score, so PR curves are complete
-nms_iou = EVAL_NMS_IOU                     # NMS IoU for the evaluated detections
-score_threhold = 0.5                       # (upstream's spelling) score where precision/recall/F1 are reported; not given: the weights' calibrated threshold
-map_vis = False                            # also save images with their detections >= score_threhold drawn
+# (command, what it does): --help shows them above the settings.
+_EXAMPLES = (
+    ("python get_map.py --data my_set/data.yaml",
+     "score the newest run's weights on the dataset's test images (its validation images when it has no test split)"),
+    ("python get_map.py --data my_set/data.yaml --image_set val",
+     "score them on the validation images and store the best-F1 threshold in the weights' metadata"),
+    ('python get_map.py --model_path logs/exp/best_epoch_weights.pth --input_shape "[320, 320]"',
+     "score given weights at another input size on VOCdevkit's test set"),
+)
+# YOLO._defaults' keys are settings too (settings_namespace); --help reads their descriptions in yolo.py.
+_DESCRIBED_IN = ("yolo.py",)
+
+# --- data ---
 data = ""                                  # the dataset to evaluate: a data.yaml, a VOC or YOLO folder or a COCO JSON (as train.py --data)
 annotation_path = ""                       # or a training-list file to evaluate (ground truth from its lines / XMLs)
-calibrate = False                          # True (with image_set val): store the best-F1 threshold in the weights' metadata (an explicit --image_set val does too)
-VOCdevkit_path = "VOCdevkit"               # dataset root holding VOC2007/
-map_out_path = ""                          # output folder; "" = a new map_out/<name>, map_out/<name>2, ...
-name = "exp"                               # output folder name under map_out/ when map_out_path is ""
-exist_ok = False                           # True: reuse map_out/<name> instead of numbering a new folder
 image_set = "test"                         # which split to evaluate: VOC2007/ImageSets/Main/<image_set>.txt, or --data's list
+classes_path = "model_data/sample_classes.txt"  # class names, one per line
+VOCdevkit_path = "VOCdevkit"               # dataset root holding VOC2007/
 dataset_format = "voc"                     # with dataset_path: "voc", "yolo" or "coco" (as voc_annotation.py)
 dataset_path = ""                          # "" = VOCdevkit_path; else the dataset voc_annotation.py converted
 image_dir = ""                             # COCO: folder of the images; "" = found beside the JSON
 lists_dir = "."                            # with dataset_path: the image set is <lists_dir>/2007_<image_set>.txt
+# --- evaluation ---
+map_mode = 0                               # 0 all, 1 detections only, 2 ground truth only, 3 VOC mAP, 4 COCO mAP
+MINOVERLAP = 0.5                           # IoU a detection needs to be a true positive (VOC mAP)
+confidence = EVAL_CONFIDENCE               # detections kept down to this score, so PR curves are complete
+nms_iou = EVAL_NMS_IOU                     # NMS IoU for the evaluated detections
+score_threhold = 0.5                       # (upstream's spelling) score where precision/recall/F1 are reported; not given: the weights' calibrated threshold
+calibrate = False                          # True (with image_set val): store the best-F1 threshold in the weights' metadata (an explicit --image_set val does too)
+# --- output ---
+map_out_path = ""                          # output folder; "" = a new map_out/<name>, map_out/<name>2, ...
+name = "exp"                               # output folder name under map_out/ when map_out_path is ""
+exist_ok = False                           # True: reuse map_out/<name> instead of numbering a new folder
+map_vis = False                            # also save images with their detections >= score_threhold drawn
 
 # What a value given on the command line must be, beyond the type of its default (utils/config.py); YOLO's too.
 _LIMITS = {"compile": ("auto", True, False), "map_mode": "0..4", "MINOVERLAP": "0..1", "confidence": "0..1", "nms_iou": "0..1", "score_threhold": "0..1",
@@ -276,9 +291,14 @@ def record_calibration(config, metrics, result, yolo, store):
           f"confidence unless --confidence is given.")
 
 
+def settings_namespace():
+    """This script's globals plus YOLO's settings, which it takes too (this script's values win)."""
+    return {**YOLO._defaults, **globals()}
+
+
 def settings(argv):
-    """This script's settings plus YOLO's (this script's values win), with command-line overrides."""
-    return resolve_config({**YOLO._defaults, **globals()}, argv, script_path=__file__)
+    """This script's settings plus YOLO's, with command-line overrides."""
+    return resolve_config(settings_namespace(), argv, script_path=__file__)
 
 
 if __name__ == "__main__":

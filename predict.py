@@ -24,11 +24,26 @@ from utils.paths import resource_path
 from utils.engine.run_dirs import new_run_dir
 from yolo import YOLO, YOLO_ONNX, open_image
 
+# (command, what it does): --help shows them above the settings.
+_EXAMPLES = (
+    ("python predict.py --model_path logs/exp/best_epoch_weights.pth --source street.jpg",
+     "detect on an image (or a folder of images, a video file, a camera: --source 0) into img_out/exp"),
+    ("python predict.py --data my_set/data.yaml",
+     "detect on the dataset's test images with the newest run's weights"),
+    ("python predict.py --mode export_onnx --onnx_int8 True",
+     "export the newest run's weights to ONNX beside them, and an int8 copy"),
+)
+# YOLO._defaults' keys are settings too (settings_namespace); --help reads their descriptions in yolo.py.
+_DESCRIBED_IN = ("yolo.py",)
+
+# --- input ---
 data = ""                                   # a dataset (as train.py --data): detect on its image_set list; its classes for weights without metadata
 image_set = "test"                          # with data: "train", "val" or "test" (val when it has no test images)
 source = ""                                 # an image, a folder of images, a video file or a camera index ("0"): detect on it (any mode below is then not needed)
+# --- output ---
 name = "exp"                                # results go to a new img_out/<name>, img_out/<name>2, ... (unless save_path / dir_save_path is given)
 exist_ok = False                            # True: reuse img_out/<name> instead of numbering a new folder
+# --- modes ---
 mode = "predict"                            # predict, video, fps, dir_predict, heatmap, export_onnx or predict_onnx
 image = ""                                  # image run once in predict/heatmap mode; "" prompts for names until EOF
 save_path = ""                              # where predict mode saves the --image result; "" = img_out/<name>/<image name>
@@ -42,6 +57,7 @@ fps_image_path = "img/shapes_000007.jpg"    # fps mode: image timed
 dir_origin_path = "img/"                    # dir_predict mode: folder of images read
 dir_save_path = ""                          # dir_predict mode: folder results are written to (as .png); "" = img_out/<name>
 heatmap_save_path = "model_data/heatmap_vision.png"  # heatmap mode: output image
+# --- ONNX ---
 simplify = True                             # export_onnx: simplify with onnxsim when it is installed
 onnx_save_path = ""                         # export_onnx: the .onnx written; "" = beside the weights (<weights name>.onnx)
 onnx_path = ""                              # predict_onnx: the .onnx run (its metadata gives classes, input size, threshold); "" = the one export_onnx writes
@@ -298,10 +314,14 @@ def calibration_paths(list_path, count):
     return [paths[i] for i in picks]
 
 
+def settings_namespace():
+    """This script's globals plus YOLO's settings, which it takes too."""
+    return {**YOLO._defaults, **globals()}
+
+
 def settings(argv):
     """This script's settings plus YOLO's, with command-line overrides applied."""
-    namespace = {**YOLO._defaults, **globals()}
-    config = resolve_config(namespace, argv, script_path=__file__)
+    config = resolve_config(settings_namespace(), argv, script_path=__file__)
     if config["mode"] not in _MODES:
         raise UserError(f"--mode must be one of {', '.join(_MODES)}, got {config['mode']!r}")
     return config

@@ -7,24 +7,40 @@ Edit the settings below and run ``python train.py``, or override any of them on 
 """
 import sys
 
+# (command, what it does): --help shows them above the settings.
+_EXAMPLES = (
+    ("python train.py --data my_set/data.yaml",
+     "train on your dataset (a data.yaml, a VOC or YOLO folder, or a COCO JSON); on a CPU fitted to time_budget_min"),
+    ("python train.py config/quickstart.py --UnFreeze_Epoch 30",
+     "the quick-start preset (config/quickstart.py) with 30 epochs; settings after a preset override it"),
+    ('python train.py --data my_set/data.yaml --focal_loss True --input_shape "[320, 320]"',
+     "focal objectness at 320 x 320 (values are Python literals)"),
+)
+
+# --- data ---
 data = ""                                        # your dataset: a data.yaml, a VOC or YOLO folder, or a COCO JSON (its lists are built and cached; then the 3 paths below are not needed)
+# --- auto (CPU runs) ---
 auto = True                                      # on a CPU from scratch: settings not given (command line / preset) fit the data and time_budget_min (one line says what)
 time_budget_min = 30                             # auto: minutes a CPU run should take (epochs are fitted to it)
+# --- data ---
 classes_path = "model_data/sample_classes.txt"   # class names, one per line (default: the embedded sample set)
 anchors_path = "model_data/yolo_anchors.txt"     # 9 anchors "w,h, w,h, ..." in input pixels
 anchors_mask = [[6, 7, 8], [3, 4, 5], [0, 1, 2]]  # anchor indices of each output level (stride 32, 16, 8)
 train_annotation_path = "2007_train.txt"         # training list written by voc_annotation.py (built if missing)
 val_annotation_path = "2007_val.txt"             # validation list (built if missing)
 VOCdevkit_path = "VOCdevkit"                     # VOC folder the lists are built from when they are missing
+# --- model ---
 model_path = ""                                  # starting weights: .pth state_dict or darknet .weights; "" = scratch
 pretrained = False                               # backbone weights from model_data/CSPdarknet53_backbone_weights.pth
 input_shape = [416, 416]                         # network input (h, w); multiples of 32
 width_mult = None                                # channel multiplier; None = 1.0 or what model_path's shapes imply
 depth_mult = None                                # residual-block multiplier; None = 1.0 or from model_path
 decoupled_head = False                           # classes get a branch of their own in each head (YOLOX); other head keys
+# --- run ---
 device = "auto"                                  # "auto" (CUDA when available, else CPU), "cpu", "cuda", "cuda:1"
 fp16 = False                                     # mixed precision (autocast + GradScaler) on CUDA
 seed = 11                                        # seeds initialisation, shuffling and augmentation
+# --- augmentation ---
 mosaic = True                                    # Mosaic augmentation (4 images in one)
 mosaic_prob = 0.5                                # probability of a Mosaic sample
 mixup = True                                     # MixUp a Mosaic sample with another image
@@ -33,13 +49,16 @@ special_aug_ratio = 0.7                          # Mosaic/MixUp only during this
 scale_range = [0.25, 2.0]                        # random rescale of single-image samples (longer side / input)
 min_box_visible = 0.0                            # drop boxes cropped to less than this fraction of their area; 0 = keep (upstream)
 min_class_visible = 0.0                          # boxes cropped below this fraction of their area stay objects, without a class target
+# --- loss ---
 label_smoothing = 0                              # class targets become y * (1 - ls) + ls / num_classes
+# --- schedule ---
 Init_Epoch = 0                                   # first epoch (to continue a run by hand; prefer resume)
 Freeze_Epoch = 50                                # epochs with the backbone frozen (when Freeze_Train)
 Freeze_batch_size = 8                            # batch size while frozen
 UnFreeze_Epoch = 300                             # total number of epochs
 Unfreeze_batch_size = 4                          # batch size after unfreezing
 Freeze_Train = True                              # freeze the backbone for the first Freeze_Epoch epochs
+# --- optimizer ---
 Init_lr = 1e-2                                   # peak learning rate at batch 64 (scaled to the batch size)
 Min_lr = None                                    # final learning rate; None = Init_lr * 0.01
 lr_limits = None                                 # [max, min] of the batch-scaled peak lr; None = upstream's (adam 1e-3/3e-4, sgd 5e-2/5e-4)
@@ -49,6 +68,7 @@ weight_decay = 5e-4                              # L2 on conv weights (BN and bi
 lr_decay_type = "cos"                            # "cos" (warm-up, cosine, flat tail) or "step"
 ema = True                                       # keep an EMA of the weights; used for validation and saved weights
 ema_tau = 2000                                   # EMA warm-up in optimizer steps: decay 0.9999 * (1 - exp(-steps / tau))
+# --- loss ---
 focal_loss = False                               # focal objectness instead of BCE (its form: the 5 settings below)
 focal_alpha = 0.5                                # focal: weight of positives (1 - alpha: negatives); varifocal: of negatives
 focal_gamma = 0.5                                # focal gamma: down-weights easy examples
@@ -65,13 +85,17 @@ iou_type = "ciou"                                # box loss: "ciou" or "siou"
 iou_thresh = 0.213                               # also train every anchor of shape IoU above this with a box (darknet's); None = the best anchor only (upstream)
 scale_x_y = None                                 # centre scale per level, strides 32/16/8 (darknet: [1.2, 1.1, 1.05])
 neighbour_cells = True                           # also train the 2 neighbour cells nearest each box centre (yolov5; centres decode with scale 2)
+# --- optimizer ---
 nominal_batch_size = 0                           # accumulate gradients to ~this many images per step (64); 0 = off
+# --- output ---
 save_period = 10                                 # also keep weights every this many epochs
 save_dir = ""                                    # where weights, checkpoints and run logs go; "" = a new logs/<name>, logs/<name>2, ...
 name = "exp"                                     # run folder name under logs/ when save_dir is ""
 exist_ok = False                                 # True: reuse logs/<name> instead of numbering a new folder
+# --- validation ---
 eval_flag = True                                 # compute val mAP during training (chooses the best weights)
 eval_period = 10                                 # evaluate every this many epochs (and at the end)
+# --- run ---
 num_workers = 4                                  # DataLoader worker processes (0 = load in the main process)
 resume = False                                   # True: continue the newest run under logs/ (or save_dir's); or a checkpoint path
 distributed = False                              # multi-GPU / multi-node via torchrun (see README)
@@ -97,9 +121,10 @@ _LIMITS = {
 
 def main(argv=None):
     from utils.config import resolve_config
-    from utils.engine.trainer import train
 
     config = resolve_config(globals(), sys.argv[1:] if argv is None else argv, script_path=__file__)
+    from utils.engine.trainer import train      # after the settings: --help and a bad value answer without torch
+
     return train(config, argv=sys.argv[1:] if argv is None else argv)
 
 

@@ -25,17 +25,30 @@ from utils.data.training_lists import seeded_split
 from utils.utils import get_classes
 from utils.data.voc import find_image, read_image_set, voc_folder  # noqa: F401
 
-annotation_mode = 0                               # 0: split + lists, 1: only the ImageSets split, 2: only the lists
+# (command, what it does): --help shows them above the settings.
+_EXAMPLES = (
+    ("python voc_annotation.py",
+     "split VOCdevkit/VOC2007 with the seed and write 2007_train.txt and 2007_val.txt (upstream's behaviour)"),
+    ("python voc_annotation.py --dataset_path my_set/data.yaml --dataset_format yaml --lists_dir my_lists",
+     "the lists of a data.yaml dataset (ultralytics / Roboflow), split with the seed, into my_lists/"),
+    ("python voc_annotation.py --dataset_path my_yolo --dataset_format yolo --annotation_mode 2",
+     "the lists of a YOLO folder, keeping its own train / val split"),
+)
+
+# --- dataset ---
+VOCdevkit_path = 'VOCdevkit'                      # folder holding VOC2007/Annotations, JPEGImages, ImageSets
+dataset_path = ''                                 # '' = VOCdevkit_path/VOC2007 (upstream); else a VOC or YOLO folder or a COCO JSON
+dataset_format = 'voc'                            # with dataset_path: 'voc', 'yolo', 'coco' or 'yaml' (a data.yaml)
+image_dir = ''                                    # COCO: folder of the images; '' = found beside the JSON
 classes_path = 'model_data/sample_classes.txt'    # class names, one per line; their order gives the class ids
+# --- split ---
+annotation_mode = 0                               # 0: split + lists, 1: only the ImageSets split, 2: only the lists
 trainval_percent = 0.9                            # share of all images in trainval (the rest is test)
 train_percent = 0.9                               # share of trainval in train (the rest is val)
-VOCdevkit_path = 'VOCdevkit'                      # folder holding VOC2007/Annotations, JPEGImages, ImageSets
-VOCdevkit_sets = [('2007', 'train'), ('2007', 'val')]  # (year, image set) pairs to write training lists for
-lists_dir = '.'                                   # where the training lists '<year>_<set>.txt' are written
 seed = 0                                          # seed of the random trainval/train split
-dataset_format = 'voc'                            # with dataset_path: 'voc', 'yolo', 'coco' or 'yaml' (a data.yaml)
-dataset_path = ''                                 # '' = VOCdevkit_path/VOC2007 (upstream); else a VOC or YOLO folder or a COCO JSON
-image_dir = ''                                    # COCO: folder of the images; '' = found beside the JSON
+# --- output ---
+lists_dir = '.'                                   # where the training lists '<year>_<set>.txt' are written
+VOCdevkit_sets = [('2007', 'train'), ('2007', 'val')]  # (year, image set) pairs to write training lists for
 
 # What a value given on the command line must be, beyond the type of its default (utils/config.py);
 # VOCdevkit_sets takes any number of (year, image set) pairs.

@@ -305,14 +305,18 @@ class _Detector:
 class YOLO(_Detector):
     """YOLOv4 detector over a ``.pth`` weights file, run with Conv+BN folded in ``torch.inference_mode()``."""
     _defaults = {
+        # --- model ---
         # Weights to load; train.py writes logs/best_epoch_weights.pth.
         "model_path": "logs/best_epoch_weights.pth",
+        # Class names, one per line; unless given, the weights' run metadata's class names when it has them.
         "classes_path": "model_data/sample_classes.txt",
+        # 9 anchors "w,h, w,h, ..." in input pixels; unless given, the weights' run metadata's anchors when it has them.
         "anchors_path": "model_data/yolo_anchors.txt",
         # Anchor indices per output level; level 0 (stride 32) takes the largest anchors.
         "anchors_mask": [[6, 7, 8], [3, 4, 5], [0, 1, 2]],
         # Network input (h, w), multiples of 32.
         "input_shape": [416, 416],
+        # --- inference ---
         # Keep boxes whose objectness * class probability reaches this.
         "confidence": 0.5,
         # IoU above which NMS drops the lower-scored box of the same class.
@@ -325,11 +329,14 @@ class YOLO(_Detector):
         "letterbox_image": LETTERBOX_IMAGE,
         # 'auto' (CUDA when available), 'cpu' or 'cuda:N'.
         "device": "auto",
-        # Network scale; None reads it from the weight file's tensor shapes.
+        # --- model ---
+        # Network scale (channel multiplier); None reads it from the weight file's tensor shapes.
         "width_mult": None,
+        # Network scale (residual-block multiplier); None reads it from the weight file's tensor shapes.
         "depth_mult": None,
         # Centre scale per level (darknet weights: [1.05, 1.1, 1.2]); None means 1.0 each.
         "scale_x_y": None,
+        # --- inference ---
         # torch.compile the fused network (inductor, weights frozen as constants): a faster forward after a
         # compile of 10-110 s at the first image of each input size; needs a C++ compiler on CPU. "auto": compile
         # for long runs (fps, a camera, 300+ images; use_fast_path), eager for a few images.
@@ -459,7 +466,7 @@ class YOLO_ONNX(_Detector):
     from it unless given, so ``YOLO_ONNX(onnx_path=...)`` detects as ``YOLO(model_path=...)`` did on the weights it
     was exported from. A file of the older export (raw head outputs, no metadata) still runs, decoded here with
     the settings given (a warning says so)."""
-    _defaults = {"onnx_path": "model_data/models.onnx",
+    _defaults = {"onnx_path": "model_data/models.onnx",     # the exported model run
                  **{key: YOLO._defaults[key] for key in ("classes_path", "anchors_path", "anchors_mask", "input_shape",
                                                          "confidence", "nms_iou", "nms_agnostic", "letterbox_image",
                                                          "scale_x_y")},

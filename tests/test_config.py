@@ -343,10 +343,9 @@ def _script_namespaces():
     import predict
     import train
     import voc_annotation
-    from yolo import YOLO
 
-    return {"train.py": vars(train), "get_map.py": {**YOLO._defaults, **vars(get_map)},
-            "predict.py": {**YOLO._defaults, **vars(predict)}, "voc_annotation.py": vars(voc_annotation)}
+    return {"train.py": vars(train), "get_map.py": get_map.settings_namespace(),
+            "predict.py": predict.settings_namespace(), "voc_annotation.py": vars(voc_annotation)}
 
 
 @pytest.mark.parametrize("script", ["train.py", "get_map.py", "predict.py", "voc_annotation.py"])
