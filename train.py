@@ -1,4 +1,4 @@
-"""Train YOLOv4 on a VOC-format dataset, with an optional focal-loss objectness term.
+"""Train YOLOv4 on your dataset or the sample set, with an optional focal-loss objectness term.
 
 Edit the settings below and run ``python train.py``, or override any of them on the command line:
 ``python train.py --data my_data/data.yaml`` or ``python train.py --focal_loss True --input_shape "[320, 320]"``

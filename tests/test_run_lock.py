@@ -123,7 +123,9 @@ def test_msvcrt_locks_a_byte_past_the_owner_record_and_unlocks_it(monkeypatch, t
 
 
 def test_train_help_runs_without_fcntl():
+    # The training code imports without fcntl (--help alone no longer imports it, so it is imported first).
     code = ("import sys; sys.modules['fcntl'] = None; import runpy; sys.argv = ['train.py', '--help']\n"
+            "import utils.engine.trainer\n"
             "try:\n    runpy.run_path('train.py', run_name='__main__')\n"
             "finally:\n    print('backend:', sys.modules['utils.engine.run_lock'].BACKEND)")
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120,
