@@ -13,10 +13,14 @@ import json
 import os
 import sys
 
+from utils.config import command_line_names, help_from_source, resolve_config
+
+if __name__ == "__main__":      # --help read from this file and yolo.py, before the imports below load torch
+    help_from_source(__file__, sys.argv[1:], defaults_of=[("yolo.py", "YOLO")])
+
 from tqdm import tqdm
 
 from utils.atomic import atomic_save_image, atomic_write
-from utils.config import command_line_names, resolve_config
 from utils.data.annotation import parse_annotation_line, read_annotation_file
 from utils.data.data_source import dataset_for, resolve_data
 from utils.data.datasets import read_dataset

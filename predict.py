@@ -13,12 +13,16 @@ import os
 import sys
 import time
 
+from utils.config import command_line_names, help_from_source, resolve_config
+
+if __name__ == "__main__":      # --help read from this file and yolo.py, before the imports below load torch
+    help_from_source(__file__, sys.argv[1:], defaults_of=[("yolo.py", "YOLO")])
+
 import cv2
 import numpy as np
 
 from utils.data.annotation import parse_annotation_line, read_annotation_file
 from utils.atomic import atomic_save_image
-from utils.config import command_line_names, resolve_config
 from utils.errors import UserError, run_entry
 from utils.paths import resource_path
 from utils.engine.run_dirs import new_run_dir

@@ -1,5 +1,6 @@
 """--help and docs/settings.md: every setting described and grouped, real examples, a current reference, and a
 --help that answers before torch is imported."""
+import importlib
 import os
 import shlex
 import subprocess
@@ -8,8 +9,8 @@ import sys
 import pytest
 
 from tools.settings_doc import DOC_PATH, SCRIPTS, script_namespace, settings_markdown
-from utils.config import (OTHER_GROUP, command_line_names, help_sections, preset_paths, resolve_config,
-                          script_examples, script_settings)
+from utils.config import (OTHER_GROUP, class_defaults, command_line_names, help_from_source, help_sections,
+                          preset_paths, resolve_config, script_examples, script_settings)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -66,7 +67,7 @@ def test_examples_are_real_commands(script):
         assert any("data" in command_line_names(args) for args in arguments)
 
 
-@pytest.mark.parametrize("script", ["train.py", "study.py"])
+@pytest.mark.parametrize("script", ["train.py", "study.py", "predict.py", "get_map.py", "voc_annotation.py"])
 def test_help_answers_before_torch_is_imported(script):
     code = ("import runpy, sys\n"
             f"sys.argv = [{script!r}, '--help']\n"
@@ -80,3 +81,22 @@ def test_help_answers_before_torch_is_imported(script):
     out = result.stdout
     assert out.startswith(f"usage: python {script} ") and "\nexamples:\n" in out and "\nsettings (" in out
     assert out.rstrip().endswith("torch not imported")
+
+
+@pytest.mark.parametrize("script", ["predict.py", "get_map.py"])
+def test_help_from_source_is_the_help_of_the_imported_settings(script, capsys):
+    """predict.py's and get_map.py's --help, read from the sources before torch, is what their settings() prints."""
+    import yolo
+
+    assert class_defaults(os.path.join(ROOT, "yolo.py"), "YOLO") == yolo.YOLO._defaults
+    path = os.path.join(ROOT, script)
+    help_from_source(path, ["--data", "x"], defaults_of=[("yolo.py", "YOLO")])     # no --help: nothing
+    assert capsys.readouterr().out == ""
+    outputs = []
+    for show_help in (lambda: help_from_source(path, ["--help"], defaults_of=[("yolo.py", "YOLO")]),
+                      lambda: importlib.import_module(script[:-3]).settings(["--help"])):
+        with pytest.raises(SystemExit) as exit:
+            show_help()
+        assert exit.value.code == 0
+        outputs.append(capsys.readouterr().out)
+    assert outputs[0] == outputs[1] and "--letterbox_image" in outputs[0]

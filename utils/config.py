@@ -37,7 +37,9 @@ is unambiguous), for code that reads again a preset already checked.
 is the one place a setting is described: a comment line ``# --- data ---`` heads the group of the settings below it
 (groups of the same name merge), a setting's trailing comment describes it, ``_EXAMPLES`` holds
 ``(command, what it does)`` pairs, and ``_DESCRIBED_IN`` names the files describing settings a script takes from
-elsewhere (yolo.py: ``YOLO._defaults``, whose keys are described by the comment lines above them).
+elsewhere (yolo.py: ``YOLO._defaults``, whose keys are described by the comment lines above them). A script whose
+imports load torch (predict.py, get_map.py) answers ``--help`` before them with ``help_from_source``, which reads
+its settings' values from the sources too.
 """
 import ast
 import difflib
@@ -52,6 +54,7 @@ from typing import NamedTuple
 from utils.errors import UserError
 from utils.paths import resource_path
 
+_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))      # the folder holding the scripts
 _SETTING_TYPES = (bool, int, float, str, list, tuple, dict, type(None))
 
 
@@ -579,6 +582,85 @@ def file_settings(path, private=()):
         except ValueError:
             continue                     # not a plain value (an expression): not a setting
     return settings
+
+
+def source_value(node, path):
+    """The value of the expression ``node`` of the file ``path``, read without importing anything: a literal, in
+    which a name stands for the literal the file assigns to it at the top level, or, when a top-level
+    ``from module import NAME`` binds it, the literal that module's file assigns to ``NAME`` (yolo.py's
+    ``LETTERBOX_IMAGE``, get_map.py's ``EVAL_CONFIDENCE``, both utils/metrics/evaluation.py's). ``ValueError`` for
+    anything else."""
+    expression = ast.parse(ast.unparse(node), mode="eval")          # a copy, its names replaced below
+    names = [n for n in ast.walk(expression) if isinstance(n, ast.Name)]
+    if names:
+        tree = ast.parse(_read(path), filename=path)
+
+        class Names(ast.NodeTransformer):
+            def visit_Name(self, name):
+                return ast.copy_location(ast.Constant(_source_name(tree, path, name.id)), name)
+
+        expression = Names().visit(expression)
+    return ast.literal_eval(expression)
+
+
+def _source_name(tree, path, name):
+    """The value ``source_value`` gives the name ``name`` in the file ``path`` (parsed: ``tree``): its last
+    top-level binding there."""
+    for node in reversed(tree.body):
+        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name) \
+                and node.targets[0].id == name:
+            return source_value(node.value, path)
+        if isinstance(node, ast.ImportFrom) and not node.level:
+            for alias in node.names:
+                if (alias.asname or alias.name) == name:
+                    module = os.path.join(_ROOT, *node.module.split(".")) + ".py"
+                    if not os.path.isfile(module):
+                        raise ValueError(f"{path}: {name} comes from {node.module}, no file of this repository")
+                    return _source_name(ast.parse(_read(module), filename=module), module, alias.name)
+    raise ValueError(f"{path}: {name} is no top-level literal")
+
+
+def class_defaults(path, class_name):
+    """The ``_defaults`` dict of the class ``class_name`` in the file ``path``, read from its source
+    (``source_value``) as the class holds it once imported: yolo.py's ``YOLO._defaults``, without importing torch."""
+    tree = ast.parse(_read(path), filename=path)
+    for node in tree.body:
+        if isinstance(node, ast.ClassDef) and node.name == class_name:
+            for statement in node.body:
+                if isinstance(statement, ast.Assign) and len(statement.targets) == 1 \
+                        and isinstance(statement.targets[0], ast.Name) and statement.targets[0].id == "_defaults":
+                    return source_value(statement.value, path)
+    raise ValueError(f"{path}: no class {class_name} with a _defaults dict")
+
+
+def source_settings(path):
+    """The settings (and ``_LIMITS``) of a script read from its source alone: its top-level ``name = value`` lines
+    whose value ``source_value`` reads (get_map.py's ``confidence = EVAL_CONFIDENCE`` too)."""
+    tree = ast.parse(_read(path), filename=path)
+    settings = {}
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name) \
+                and (not node.targets[0].id.startswith("_") or node.targets[0].id == "_LIMITS"):
+            try:
+                settings[node.targets[0].id] = source_value(node.value, path)
+            except ValueError:
+                continue                     # not a plain value (an expression): not a setting
+    return settings
+
+
+def help_from_source(script_path, argv, defaults_of=()):
+    """``-h``/``--help`` answered as ``resolve_config`` answers it, from the sources alone, for a script whose
+    imports load torch (predict.py, get_map.py): called at its top before them. The settings are the script's
+    (``source_settings``) over the ``_defaults`` of each ``(file, class)`` of ``defaults_of`` (``("yolo.py",
+    "YOLO")``, the file relative to the script), as its ``settings_namespace`` merges them. Without a help flag
+    nothing happens."""
+    if not wants_help(argv):
+        return
+    namespace = {}
+    for path, class_name in defaults_of:
+        namespace.update(class_defaults(os.path.join(os.path.dirname(os.path.abspath(script_path)), path), class_name))
+    namespace.update(source_settings(script_path))
+    resolve_config(namespace, argv, script_path=script_path)       # prints the help and exits
 
 
 def command_line_names(argv):

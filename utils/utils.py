@@ -3,7 +3,6 @@ import os
 import random
 
 import numpy as np
-import torch
 from PIL import Image
 
 from utils.errors import UserError
@@ -80,6 +79,8 @@ def get_lr(optimizer):
 
 def seed_everything(seed=11):
     """Seed Python, NumPy and torch (all devices) for reproducible runs."""
+    import torch    # here, not at the top: the scripts' --help and the dataset tools import this module without torch
+
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
@@ -88,6 +89,8 @@ def seed_everything(seed=11):
 
 def resolve_device(device="auto"):
     """``'auto'`` -> CUDA when available, else CPU; anything else is passed to ``torch.device``."""
+    import torch
+
     if device in (None, "", "auto"):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     device = torch.device(device)
