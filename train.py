@@ -47,6 +47,7 @@ mixup = True                                     # MixUp a Mosaic sample with an
 mixup_prob = 0.5                                 # probability of MixUp for a Mosaic sample
 special_aug_ratio = 0.7                          # Mosaic/MixUp only during this first fraction of the epochs
 scale_range = [0.25, 2.0]                        # random rescale of single-image samples (longer side / input)
+crop_shape = None                                # train on random [h, w] crops of each input_shape sample: objects keep the scale they are detected at, a step costs the crop; None = whole samples
 min_box_visible = 0.0                            # drop boxes cropped to less than this fraction of their area; 0 = keep (upstream)
 min_class_visible = 0.0                          # boxes cropped below this fraction of their area stay objects, without a class target
 # --- loss ---

@@ -117,6 +117,35 @@ def test_training_boxes_follow_their_objects(tmp_path, seed):
                 assert mask.sum() <= 6        # the object was pushed off the canvas (only slivers left)
 
 
+def test_crop_cuts_the_window_and_clips_its_boxes_by_hand():
+    from utils.data.augment import crop
+
+    image = np.arange(8 * 10 * 3, dtype=np.uint8).reshape(8, 10, 3)
+    boxes = np.array([[1, 1, 4, 4, 0], [5, 2, 9, 7, 1], [0, 6, 2, 8, 2]], dtype=np.float32)
+    window, kept = crop(image, boxes, (3, 1), (6, 5))                     # x 3..9, y 1..6
+    np.testing.assert_array_equal(window, image[1:6, 3:9])
+    # box 0 -> x 1..4 - 3 = [0, 1] clipped at 0 (1 px wide: dropped, no wider than MIN_BOX_SIZE); box 1 -> x 2..6,
+    # y 1..5 (its bottom 6 clipped to the window's 5); box 2 lies left of the window: gone.
+    np.testing.assert_allclose(kept, [[2, 1, 6, 5, 1]])
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_training_crops_keep_the_objects_at_the_sample_scale(tmp_path, seed):
+    objects = [(40, 30, 150, 110, 0), (200, 150, 280, 220, 1), (20, 180, 60, 230, 2)]
+    line = draw_scene(str(tmp_path / "c.jpg"), (320, 240), objects)
+    dataset = make_dataset([line], input_shape=(96, 128), seed=seed, crop_shape=(64, 64))
+    assert make_dataset([line], train=False, crop_shape=(64, 64))[0][0].shape == (3, 96, 128)   # validation: whole
+    for _ in range(4):
+        image, boxes = dataset[0]
+        assert image.shape == (3, 64, 64)
+        found = pixel_boxes(boxes, (64, 64))                              # normalised to the crop
+        for row in found:
+            mask = colour_mask(image, int(row[4]))
+            np.testing.assert_allclose(mask_extent(mask), row[:4], atol=2.0)
+    with pytest.raises(ValueError, match="crop_shape must fit"):
+        make_dataset([line], input_shape=(96, 128), crop_shape=(128, 64))
+
+
 def test_mosaic_places_tiles_at_the_cut_and_clips_boxes_to_quadrants():
     rng = np.random.default_rng(0)
     sizes = [(50, 20), (30, 60), (35, 25), (70, 40)]                 # tile (w, h)

@@ -237,6 +237,9 @@ def test_two_process_torchrun_on_cpu(tmp_path, lists):
     ("iou_thresh", 1.5, "iou_thresh must be None or within (0, 1)"),
     ("nominal_batch_size", -1, "nominal_batch_size must be 0 (off)"),
     ("ema_tau", 0, "ema_tau must be a positive number"),
+    ("crop_shape", [48, 64], "crop_shape must be None or [h, w], multiples of 32 within input_shape"),
+    ("crop_shape", [512, 512], "crop_shape must be None or [h, w], multiples of 32 within input_shape"),
+    ("crop_shape", 320, "crop_shape must be None or [h, w]"),
 ])
 def test_bad_training_setting_is_named(name, value, words):
     from types import SimpleNamespace
@@ -250,6 +253,17 @@ def test_bad_training_setting_is_named(name, value, words):
     with pytest.raises(UserError) as err:
         _check_settings(cfg)
     assert words in str(err.value)
+
+
+def test_crop_training_detects_on_the_whole_input(tmp_path, lists):
+    save = tmp_path / "crops"
+    result = run_train([*TINY, *lists, "--input_shape", "[128, 128]", "--crop_shape", "[64, 64]", "--UnFreeze_Epoch",
+                        "1", "--mosaic", "False", "--save_dir", str(save)])
+    assert result.returncode == 0, result.stderr[-3000:]
+    metadata = json.loads((save / "last_epoch_weights.json").read_text())
+    assert metadata["input_shape"] == [128, 128]                     # validation and inference: the whole image
+    config = json.loads(next(save.glob("loss_*/config.json")).read_text())
+    assert config["crop_shape"] == [64, 64]
 
 
 def test_ema_tau_reaches_the_average(tmp_path, lists):

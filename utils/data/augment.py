@@ -105,6 +105,13 @@ def paste(canvas, image, dx, dy, region):
         canvas[y0:y1, x0:x1] = image[y0 - dy:y1 - dy, x0 - dx:x1 - dx]
 
 
+def crop(image, boxes, offset, crop_size, min_visible=0.0, min_class_visible=0.0):
+    """The ``crop_size (w, h)`` window of ``image`` at ``offset (x, y)``, its boxes moved and clipped
+    (``clip_boxes``): the part of a sample that a crop-trained network sees, at the sample's own scale."""
+    (x, y), (w, h) = offset, crop_size
+    return image[y:y + h, x:x + w], clip_boxes(shift_boxes(boxes, -x, -y), (0, 0, w, h), min_visible, min_class_visible)
+
+
 def grey_canvas(input_size):
     w, h = input_size
     return np.full((h, w, 3), GREY, dtype=np.uint8)

@@ -19,7 +19,7 @@ from torch.utils.data.dataset import Dataset
 
 from utils.data.annotation import parse_annotation_line
 from utils.errors import UserError
-from utils.data.augment import (hflip, hsv_jitter, jittered_size, letterbox_size, mixup, mosaic, mosaic_cut,
+from utils.data.augment import (crop, hflip, hsv_jitter, jittered_size, letterbox_size, mixup, mosaic, mosaic_cut,
                                 normalized_cxcywh, place, rand, random_hsv_gains, random_offset, resize_rgb, scale_boxes,
                                 to_chw_float)
 from utils.utils import cvtColor
@@ -173,7 +173,9 @@ class YoloDataset(Dataset):
     special_aug_ratio``); ``scale_range`` (keyword-only) bounds the random rescale of single-image samples;
     ``min_visible`` (keyword-only) drops boxes that the augmentation crops to less than that fraction of their area;
     ``min_class_visible`` keeps those cropped below its fraction with class ``UNKNOWN_CLASS`` (no class target).
-    ``train=False``: letterbox only. ``seed`` and ``rank`` (keyword-only) pick the
+    ``crop_shape`` (keyword-only, training only): each sample, made at ``input_shape``, is cut to a random window
+    of this ``(h, w)``, so objects keep the scale the whole ``input_shape`` image is detected at while a step costs
+    the crop's pixels. ``train=False``: letterbox only. ``seed`` and ``rank`` (keyword-only) pick the
     random streams; ``set_epoch`` or assigning ``epoch_now`` re-seeds them. Unreadable images are replaced
     by random others: ``skipped`` counts the replacements and ``unreadable_paths()`` lists the files, in the
     main process too when DataLoader workers do the reading.
@@ -181,7 +183,7 @@ class YoloDataset(Dataset):
 
     def __init__(self, annotation_lines, input_shape, num_classes, epoch_length, mosaic, mixup, mosaic_prob,
                  mixup_prob, train, special_aug_ratio=0.7, *, seed=11, rank=0, scale_range=SCALE_RANGE,
-                 min_visible=0.0, min_class_visible=0.0):
+                 min_visible=0.0, min_class_visible=0.0, crop_shape=None):
         super().__init__()
         self.input_shape = tuple(int(s) for s in input_shape)
         if len(self.input_shape) != 2 or min(self.input_shape) < 1:
@@ -197,6 +199,10 @@ class YoloDataset(Dataset):
         if int(seed) < 0 or int(rank) < 0:
             raise ValueError(f"seed and rank must be non-negative integers, got seed={seed}, rank={rank}")
         self.input_size = self.input_shape[::-1]          # (w, h), the order of the array functions
+        self.crop_size = None if crop_shape is None or not train else tuple(int(s) for s in crop_shape)[::-1]
+        if self.crop_size is not None and not (0 < self.crop_size[0] <= self.input_size[0]
+                                               and 0 < self.crop_size[1] <= self.input_size[1]):
+            raise ValueError(f"crop_shape must fit in input_shape {input_shape}, got {crop_shape!r}")
         self.num_classes = num_classes
         self.epoch_length = epoch_length
         self.mosaic, self.mixup = mosaic, mixup
@@ -265,7 +271,11 @@ class YoloDataset(Dataset):
     def __getitem__(self, index):
         self._sync_stream()
         image, boxes = self._sample(index % len(self))
-        return to_chw_float(image), normalized_cxcywh(boxes, self.input_size)
+        if self.crop_size is not None:
+            room = np.subtract(self.input_size, self.crop_size) + 1
+            offset = (int(self.rng.integers(room[0])), int(self.rng.integers(room[1])))
+            image, boxes = crop(image, boxes, offset, self.crop_size, self.min_visible, self.min_class_visible)
+        return to_chw_float(image), normalized_cxcywh(boxes, self.crop_size or self.input_size)
 
     def _sample(self, index):
         """uint8 ``(h, w, 3)`` image and ``(n, 5)`` pixel ``x1, y1, x2, y2, class`` boxes of one sample."""

@@ -103,7 +103,7 @@ def timing_batch(lines, cfg, num_classes, batch_size):
     of its own, so the run's datasets and their random streams are untouched."""
     dataset = YoloDataset(lines, cfg.input_shape, num_classes, cfg.UnFreeze_Epoch, cfg.mosaic, cfg.mixup,
                           cfg.mosaic_prob, cfg.mixup_prob, True, cfg.special_aug_ratio, seed=cfg.seed + 7919,
-                          scale_range=cfg.scale_range)
+                          scale_range=cfg.scale_range, crop_shape=cfg.crop_shape)
     picks = np.linspace(0, len(lines) - 1, min(batch_size, len(lines))).astype(int)
     return yolo_dataset_collate([dataset[int(i)] for i in picks])
 

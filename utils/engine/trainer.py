@@ -171,7 +171,7 @@ def _build_run(cfg, state, rank, world_size, device, main_process, auto=None):
         if cfg.focal_loss and cfg.focal_normalize == "positives" else None
     run.eval_samples = samples_from_annotation_lines(val_lines, run.class_names)
     model, load_note = _build_model(cfg, run.num_classes, state)
-    run.loss_fn = YOLOLoss(run.anchors, run.num_classes, cfg.input_shape, device.type == "cuda", cfg.anchors_mask,
+    run.loss_fn = YOLOLoss(run.anchors, run.num_classes, train_shape(cfg), device.type == "cuda", cfg.anchors_mask,
                            cfg.label_smoothing, cfg.focal_loss, cfg.focal_alpha, cfg.focal_gamma, cfg.iou_type,
                            iou_thresh=cfg.iou_thresh, scale_x_y=cfg.scale_x_y, neighbour_cells=cfg.neighbour_cells,
                            focal_normalize=cfg.focal_normalize, obj_target=cfg.obj_target, focal_type=cfg.focal_type,
@@ -180,7 +180,7 @@ def _build_run(cfg, state, rank, world_size, device, main_process, auto=None):
                            cls_loss_weight=cfg.cls_loss_weight, focal_loss_ratio=cfg.focal_loss_ratio)
     if auto:
         batch = timing_batch(train_lines, cfg, run.num_classes, cfg.Unfreeze_batch_size)
-        per_image = seconds_per_image(copy.deepcopy(model), cfg.input_shape, cfg.Unfreeze_batch_size, batch=batch,
+        per_image = seconds_per_image(copy.deepcopy(model), train_shape(cfg), cfg.Unfreeze_batch_size, batch=batch,
                                       loss_fn=run.loss_fn)
         per_epoch = epoch_seconds(per_image, len(train_lines), len(val_lines))
         if auto.choose_epochs:
@@ -355,6 +355,12 @@ def _check_settings(cfg):
     if len(cfg.input_shape) != 2 or any(int(s) % 32 for s in cfg.input_shape):
         raise UserError(f"input_shape must be [h, w] with multiples of 32, got {cfg.input_shape}")
     cfg.input_shape = [int(s) for s in cfg.input_shape]
+    if cfg.crop_shape is not None and not (
+            isinstance(cfg.crop_shape, (list, tuple)) and len(cfg.crop_shape) == 2
+            and all(isinstance(s, int) and 32 <= s <= full and s % 32 == 0
+                    for s, full in zip(cfg.crop_shape, cfg.input_shape))):
+        raise UserError(f"crop_shape must be None or [h, w], multiples of 32 within input_shape {cfg.input_shape}, "
+                        f"got {cfg.crop_shape!r}")
     if cfg.lr_decay_type not in ("cos", "step"):
         raise UserError(f"lr_decay_type must be 'cos' or 'step', got {cfg.lr_decay_type!r}")
     if cfg.UnFreeze_Epoch <= cfg.Init_Epoch:
@@ -381,6 +387,12 @@ def _check_settings(cfg):
         raise UserError(f"nominal_batch_size must be 0 (off) or a number of images, got {cfg.nominal_batch_size!r}")
     if not isinstance(cfg.ema_tau, (int, float)) or cfg.ema_tau <= 0:
         raise UserError(f"ema_tau must be a positive number of optimizer steps, got {cfg.ema_tau!r}")
+
+
+def train_shape(cfg):
+    """The network input of a training step: ``crop_shape`` when training on crops, else ``input_shape`` (which
+    validation, the mAP and the saved weights' inference always use)."""
+    return list(cfg.crop_shape) if cfg.crop_shape else cfg.input_shape
 
 
 def given_settings(argv, defaults):
@@ -479,7 +491,7 @@ def _build_model(cfg, num_classes, state):
                      width_mult=cfg.width_mult, depth_mult=cfg.depth_mult, decoupled_head=cfg.decoupled_head)
     if not cfg.pretrained:
         weights_init(model)
-        init_head_biases(model, cfg.input_shape, num_classes, objectness_prior(cfg))
+        init_head_biases(model, train_shape(cfg), num_classes, objectness_prior(cfg))
     if weights is None:
         return model, ""
     return model, describe_load(load_matching(model, weights), cfg.model_path)
@@ -537,12 +549,13 @@ class _Phase:
     def __init__(self, cfg, model, train_lines, val_lines, num_classes, world_size, rank, main_process):
         self.cfg, self.model, self.world_size, self.rank = cfg, model, world_size, rank
         self.main_process = main_process
-        common = dict(input_shape=cfg.input_shape, num_classes=num_classes, epoch_length=cfg.UnFreeze_Epoch,
+        common = dict(num_classes=num_classes, epoch_length=cfg.UnFreeze_Epoch,
                       mosaic=cfg.mosaic, mixup=cfg.mixup, mosaic_prob=cfg.mosaic_prob, mixup_prob=cfg.mixup_prob,
                       special_aug_ratio=cfg.special_aug_ratio, seed=cfg.seed, rank=rank, scale_range=cfg.scale_range,
                       min_visible=cfg.min_box_visible, min_class_visible=cfg.min_class_visible)
-        self.train_dataset = YoloDataset(train_lines, train=True, **common)
-        self.val_dataset = YoloDataset(val_lines, train=False, **common)
+        self.train_dataset = YoloDataset(train_lines, cfg.input_shape, train=True, crop_shape=cfg.crop_shape, **common)
+        # The validation loss is the training loss's, so its images have the training input's size (letterboxed).
+        self.val_dataset = YoloDataset(val_lines, train_shape(cfg), train=False, **common)
         self.frozen = None
 
     def configure(self, frozen):
