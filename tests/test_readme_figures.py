@@ -44,3 +44,45 @@ def test_the_rule_catches_a_bare_figure_and_passes_a_spread():
             "```\nmAP 0.99\n```\n"
             "Threshold γ 0.5, α 0.5, IoU 0.3 at mAP@0.5.\n")
     assert [n for n, _ in figure_lines_without_spread(text)] == [1, 6]
+
+
+def markdown_files():
+    docs = os.path.join(ROOT, "docs")
+    return [os.path.join(ROOT, "README.md")] + sorted(
+        os.path.join(docs, name) for name in os.listdir(docs) if name.endswith(".md"))
+
+
+def heading_anchors(path):
+    """GitHub's anchors of a markdown file's headings: lower case, punctuation dropped, spaces to hyphens."""
+    with open(path, encoding="utf-8") as f:
+        headings = [line.lstrip("#").strip() for line in f if line.startswith("#")]
+    return {re.sub(r"[^\w\- ]", "", h.lower()).replace(" ", "-") for h in headings}
+
+
+def test_relative_links_of_the_readme_and_docs_exist():
+    broken = []
+    for path in markdown_files():
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+        for target in re.findall(r"\]\(([^)\s]+)\)", text):
+            if target.startswith(("http://", "https://", "mailto:")):
+                continue
+            file_part, _, anchor = target.partition("#")
+            resolved = os.path.normpath(os.path.join(os.path.dirname(path), file_part)) if file_part else path
+            if not os.path.exists(resolved):
+                broken.append(f"{os.path.relpath(path, ROOT)}: {target} (no such file)")
+            elif anchor and resolved.endswith(".md") and anchor not in heading_anchors(resolved):
+                broken.append(f"{os.path.relpath(path, ROOT)}: {target} (no such heading)")
+    assert not broken, "\n".join(broken)
+
+
+def test_the_readme_commands_name_files_that_exist():
+    with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as f:
+        blocks = re.findall(r"```bash\n(.*?)```", f.read(), flags=re.S)
+    named = set()
+    for block in blocks:
+        named |= set(re.findall(r"python (\S+\.py)", block))                   # the scripts run
+        named |= set(re.findall(r"\b((?:config|img|tools|bench|model_data)/[\w./-]+)", block))
+    assert {"train.py", "config/quickstart.py", "predict.py"} <= named
+    missing = sorted(p for p in named if not os.path.exists(os.path.join(ROOT, p)))
+    assert not missing, f"README commands name files that do not exist: {missing}"
