@@ -203,7 +203,7 @@ def test_prefix_loads_and_reports_the_rest(source, conv137, capsys):
 
 def test_train_builds_model_from_prefix(source, conv137):
     cfg = SimpleNamespace(model_path=conv137.path, width_mult=None, depth_mult=None, seed=0, anchors_mask=MASK,
-                          pretrained=False, input_shape=[64, 64], obj_prior=None, focal_loss=False,
+                          pretrained=False, input_shape=[64, 64], crop_shape=None, obj_prior=None, focal_loss=False,
                           focal_normalize="mean", decoupled_head=False)
     model, note = _build_model(cfg, NUM_CLASSES, SimpleNamespace(resuming=False))
     assert (cfg.width_mult, cfg.depth_mult) == (1.0, 1.0)
