@@ -306,7 +306,7 @@ class YOLO(_Detector):
     """YOLOv4 detector over a ``.pth`` weights file, run with Conv+BN folded in ``torch.inference_mode()``."""
     _defaults = {
         # --- model ---
-        # Weights to load; train.py writes logs/best_epoch_weights.pth.
+        # Weights to load; train.py writes logs/exp*/best_epoch_weights.pth (this default, when missing: the newest run's).
         "model_path": "logs/best_epoch_weights.pth",
         # Class names, one per line; unless given, the weights' run metadata's class names when it has them.
         "classes_path": "model_data/sample_classes.txt",
