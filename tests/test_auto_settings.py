@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from utils.engine import auto_settings
-from utils.engine.auto_settings import (AutoPlan, choose_input_size, describe_plan, epoch_seconds, fit_epochs,
-                                        plan_auto, seconds_per_image)
+from utils.engine.auto_settings import (AutoPlan, choose_crop_training, choose_input_size, describe_plan,
+                                        epoch_seconds, fit_epochs, plan_auto, seconds_per_image)
 
 # Training-list lines and image sizes. The letterbox scale of an image at an s x s input is min(s / w, s / h):
 # a.jpg 640x480 -> s/640; b.jpg 320x640 (portrait) -> min(s/320, s/640) = s/640 too (the larger side decides).
@@ -45,6 +45,26 @@ def test_choose_input_size_with_other_sizes_and_thresholds(sizes, min_box, expec
 def test_choose_input_size_without_any_box_takes_the_smallest():
     size, median = choose_input_size(["/data/d.jpg", "/data/c.jpg 0,0,600,600,0"], SIZES, sizes=(160, 320))
     assert size == 160 and median == math.inf
+
+
+# The images' median longer side: a 640, b 640, d 64 -> 640 (c has no known size). Median box = 0.090625 x size.
+@pytest.mark.parametrize("size, small_box, expected", [
+    (224, 32, (416, 37.7)),      # 20.3 at 224 < 32; 320: 29.0 < 32; 416: 37.7 -> detect at 416, crops of 224
+    (224, 29, (320, 29.0)),      # 320 already reaches 29
+    (224, 20, (224, 20.3)),      # not small at 224: no crops
+    (224, 1000, (640, 58.0)),    # none reaches it: the largest size not above the images' 640
+    (640, 1000, (640, 58.0)),    # nothing larger than the images: no crops
+])
+def test_choose_crop_training(size, small_box, expected):
+    detect, median = choose_crop_training(LINES, SIZES, size, small_box=small_box)
+    assert detect == expected[0] and median == pytest.approx(expected[1], rel=2e-3)
+
+
+def test_choose_crop_training_never_upscales_past_the_images():
+    small = {path: (w // 2, h // 2) for path, (w, h) in SIZES.items()}      # 320, 320, 32: median 320
+    lines = ["/data/a.jpg 0,0,16,8,0 50,50,78,70,1", "/data/b.jpg 5,5,15,35,0 0,150,48,165,1"]  # same boxes, halved
+    detect, _ = choose_crop_training(lines, small, 224, small_box=1000)
+    assert detect == 320
 
 
 def test_fit_epochs():
@@ -143,6 +163,19 @@ def test_describe_plan_names_size_epochs_and_minutes():
     assert "quick-start" not in text and "median training box" not in text
 
 
+def test_describe_plan_names_the_crops_chosen_for_small_objects():
+    cfg = train_cfg()
+    plan = plan_auto(cfg, set(), CPU, False)
+    cfg.input_shape, cfg.crop_shape, cfg.UnFreeze_Epoch = [640, 640], [320, 320], 20
+    text = describe_plan(cfg, plan, 38.0, 90.0)
+    assert "640 px, trained on 320 px crops" in text and "median training box 38 px at 640" in text
+    assert "under 32 at 320" in text and "no Mosaic" in text and "30 min" in text
+    given = train_cfg()
+    plan = plan_auto(given, {"mosaic"}, CPU, False)                  # Mosaic given: not said to be off
+    given.input_shape, given.crop_shape = [640, 640], [320, 320]
+    assert "no Mosaic" not in describe_plan(given, plan, 38.0, 90.0)
+
+
 def test_seconds_per_image_is_positive_and_leaves_the_rng_alone():
     from nets.yolo import YoloBody
 
@@ -158,3 +191,19 @@ def test_seconds_per_image_is_positive_and_leaves_the_rng_alone():
     assert all(p.grad is None for p in model.parameters())                  # no gradient left behind
     assert all(torch.equal(v, weights[k]) for k, v in model.state_dict().items() if v.dtype.is_floating_point
                and "running" not in k)                                       # weights untouched (no optimizer step)
+
+
+@pytest.mark.parametrize("given, crop, mosaic", [
+    (set(), [224, 224], False),                 # small objects: detect at 416, train on 224 crops, Mosaic off
+    ({"mosaic"}, [224, 224], True),             # Mosaic given: kept
+    ({"crop_shape"}, None, True),               # crop_shape given (None): no crops, the 224 input stays
+])
+def test_auto_input_chooses_crops_for_small_objects(given, crop, mosaic):
+    from utils.engine import trainer
+
+    cfg = train_cfg(mosaic=True, crop_shape=None)
+    plan = plan_auto(cfg, given, CPU, False)
+    trainer._choose_input(cfg, plan, LINES, SIZES)       # 224 px by the 16 px rule; 20.3 px there < 32
+    assert cfg.crop_shape == crop and cfg.mosaic == mosaic
+    assert cfg.input_shape == ([416, 416] if crop else [224, 224])
+    assert plan.median_box == pytest.approx(37.7 if crop else 20.3, rel=2e-3)

@@ -113,7 +113,11 @@ def test_report_print_lists_each_problem_and_the_summary(scanned, capsys):
     paths, _, _, report = scanned
     report.print(title="train.txt")
     text = capsys.readouterr().out
-    assert "Dataset check of train.txt found 14 problem(s):" in text
+    # The 4 conversions to RGB are notes: one line with their modes, no file named.
+    assert "Dataset check of train.txt found 10 problem(s):" in text
+    assert ("Dataset check of train.txt: 4 image(s) converted to RGB as they load "
+            "(16-bit grayscale 1, RGBA 1, grayscale 1, palette 1)") in text
+    assert paths["gray"] not in text and paths["rgba"] not in text
     assert text.count(paths["truncated"]) == 1
     assert "images kept         12" in text and "boxes dropped        4" in text
 

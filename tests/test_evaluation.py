@@ -18,8 +18,8 @@ from PIL import Image
 import get_map
 from nets.yolo import YoloBody
 from utils.data.annotation import format_annotation_line
-from utils.metrics.evaluation import (Decoding, detect_samples, fused_net, samples_from_annotation_lines,
-                                      samples_from_voc)
+from utils.metrics.evaluation import (Decoding, detect_samples, detect_views, fused_net,
+                                      samples_from_annotation_lines, samples_from_voc)
 from utils.engine.run_metadata import read_metadata, write_metadata
 from utils.data.training_lists import build_training_lists, split_image_sets
 from utils.utils import get_anchors, get_classes
@@ -149,6 +149,29 @@ def test_yolo_detect_equals_the_evaluation_detections(tmp_path, voc_lists):
         boxes, scores, classes = yolo.detect(Image.open(sample.image_path))
         assert len(expected) > 0
         np.testing.assert_allclose(np.column_stack([boxes, scores, classes]), expected, rtol=1e-5, atol=1e-4)
+
+
+def test_views_of_one_pass_equal_separate_passes(tmp_path, voc_lists):
+    """detect_views: the model's detections, class-agnostic NMS and each level alone from one forward pass equal
+    separate passes, a level's computed by a network that returns that level only, decoded with its anchors only."""
+    model = detector_weights(tmp_path / "weights.pth")
+    names, _ = get_classes(CLASSES_PATH)
+    samples, _ = samples_from_voc(str(voc_lists), "val", names)
+    anchors, _ = get_anchors(ANCHORS_PATH)
+    decoding = Decoding(anchors, tuple(map(tuple, MASK)), (96, 96), True, (2.0, 1.5, 1.0))
+    net = fused_net(model, "cpu")
+    views = [(False, None), (True, None), (False, 0), (False, 1), (False, 2)]
+    found = detect_views(net, samples, decoding, "cpu", views, confidence=0.05, nms_iou=0.5, batch_size=4)
+    assert any(len(rows) for rows in found[(False, 2)])
+    for agnostic in (False, True):
+        expected = detect_samples(net, samples, decoding, "cpu", 0.05, 0.5, batch_size=3, nms_agnostic=agnostic)
+        for got, want in zip(found[(agnostic, None)], expected, strict=True):
+            np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-5)
+    for level, scale in enumerate((2.0, 1.5, 1.0)):
+        alone = Decoding(anchors, (tuple(MASK[level]),), (96, 96), True, (scale,))
+        expected = detect_samples(lambda images, level=level: [net(images)[level]], samples, alone, "cpu", 0.05, 0.5)
+        for got, want in zip(found[(False, level)], expected, strict=True):
+            np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-5)
 
 
 def test_letterbox_choice_comes_from_the_metadata_and_a_different_one_warns(tmp_path, capsys):

@@ -30,6 +30,8 @@ from utils.errors import UserError
 _EXIF_ORIENTATION = 0x0112
 _MODE_NAMES = {"L": "grayscale", "LA": "grayscale+alpha", "1": "1-bit", "P": "palette", "PA": "palette+alpha",
                "RGBA": "RGBA", "CMYK": "CMYK", "YCbCr": "YCbCr", "I": "32-bit integer", "F": "32-bit float"}
+# Findings that need no action: printed as one count, not as problems (files stay listed in DatasetReport.problems).
+NOTE_KINDS = ("converted to RGB",)
 _IMAGE_ERRORS = (OSError, SyntaxError, ValueError, Image.DecompressionBombError)
 _FORMAT_ENDS = ((b"\xff\xd8\xff", b"\xff\xd9"), (b"\x89PNG\r\n\x1a\n", b"IEND\xaeB`\x82"))  # (start, end marker)
 
@@ -70,6 +72,11 @@ class DatasetReport:
     def kinds(self):
         return Counter(p.kind for p in self.problems)
 
+    def notes_and_problems(self):
+        """``(notes, problems)``: the findings that need no action (see ``NOTE_KINDS``) and the rest."""
+        notes = [p for p in self.problems if p.kind in NOTE_KINDS]
+        return notes, [p for p in self.problems if p.kind not in NOTE_KINDS]
+
     def summary(self):
         return {"images_kept": self.images_kept, "images_skipped": self.images_skipped,
                 "images_converted": self.images_converted, "background_images": self.background_images,
@@ -88,24 +95,30 @@ class DatasetReport:
         ``title`` names what was checked (e.g. the training list) in the headings.
         """
         out = file or sys.stdout
+        notes, problems = self.notes_and_problems()
         shown = Counter()
         of = f" of {title}" if title else ""
-        if self.problems:
-            print(f"Dataset check{of} found {len(self.problems)} problem(s):", file=out)
-        for problem in self.problems:
+        if problems:
+            print(f"Dataset check{of} found {len(problems)} problem(s):", file=out)
+        for problem in problems:
             shown[problem.kind] += 1
             if shown[problem.kind] <= max_per_kind:
                 print(f"  {problem.file}: {problem.reason}", file=out)
-        for kind, count in self.kinds().items():
+        for kind, count in Counter(p.kind for p in problems).items():
             if count > max_per_kind:
                 print(f"  ... and {count - max_per_kind} more '{kind}' problem(s)", file=out)
+        if notes:
+            # One line, not one per file: a grayscale set (e.g. scans) would otherwise print every image.
+            modes = Counter(p.reason.split(" image (")[0] for p in notes)
+            print(f"Dataset check{of}: {len(notes)} image(s) converted to RGB as they load ("
+                  + ", ".join(f"{mode} {count}" for mode, count in sorted(modes.items())) + ")", file=out)
         print(f"Dataset check summary{of}:", file=out)
         print(f"  images kept    {self.images_kept:>7}  (converted to RGB: {self.images_converted}, "
               f"no boxes: {self.background_images})", file=out)
         print(f"  images skipped {self.images_skipped:>7}", file=out)
         print(f"  boxes kept     {self.boxes_kept:>7}  (clipped to the image: {self.boxes_clipped})", file=out)
         print(f"  boxes dropped  {self.boxes_dropped:>7}", file=out)
-        for kind, count in sorted(self.kinds().items()):
+        for kind, count in sorted(Counter(p.kind for p in problems).items()):
             print(f"  {kind:<26} {count:>5}", file=out)
 
 

@@ -403,25 +403,29 @@ def evaluate_run(weights_path, sets, settings):
     """Validation and test metrics of one run's weights, and its objectness split (by the assignment of the run's
     ``settings``) on the validation set."""
     from utils.metrics.error_breakdown import class_agnostic_map
-    from utils.metrics.evaluation import evaluate_model, fused_net, map50_per_level
+    from utils.metrics.evaluation import detect_views, fused_net, score_detections
 
     decoding = sets.decoding_for(weights_path)
     model = load_model(weights_path, [list(m) for m in decoding.anchors_mask], len(sets.class_names), sets.device)
     net = fused_net(model, sets.device)
+    levels = [(False, level) for level in range(len(decoding.anchors_mask))]
     result = {}
     for split, samples in sets.splits.items():
-        evaluation = evaluate_model(net, samples, decoding, sets.class_names, sets.device)
+        # One forward pass for all: the model's detections, with class-agnostic NMS, and each level's alone.
+        found = detect_views(net, samples, decoding, sets.device, [(False, None), (True, None), *levels])
+        evaluation = score_detections(samples, found[(False, None)], sets.class_names)
         metrics = evaluation.metrics
         merged = class_agnostic_map({i: sample.ground_truth for i, sample in enumerate(samples)},
                                     dict(enumerate(evaluation.detections)))
-        agnostic = evaluate_model(net, samples, decoding, sets.class_names, sets.device, nms_agnostic=True).metrics
+        agnostic = score_detections(samples, found[(True, None)], sets.class_names).metrics
         result[split] = {"map50": metrics["map50"], "map50_95": metrics["map50_95"],
                          "best_f1_threshold": metrics["best_f1"]["threshold"], "best_f1": metrics["best_f1"]["f1"],
                          "ap50": {name: row["ap50"] for name, row in metrics["classes"].items()},
                          "images": metrics["counts"]["images"],
                          "class_agnostic_ap50": merged, "map50_nms_agnostic": agnostic["map50"],
                          "map50_95_nms_agnostic": agnostic["map50_95"], "by_size": metrics["by_size"],
-                         "level_map50": map50_per_level(net, samples, decoding, sets.class_names, sets.device)}
+                         "level_map50": [score_detections(samples, found[view], sets.class_names).metrics["map50"]
+                                         for view in levels]}
     positives, negatives = objectness_scores(model, sets.val_dataset_for(decoding.input_shape),
                                              sets.loss_for(settings, decoding), sets.device)
     return result, positives, negatives

@@ -23,8 +23,8 @@ from nets.yolo_training import (FOCAL_NORMALIZATIONS, FOCAL_TYPES, OBJ_TARGETS, 
 from utils.engine import distributed as dist_utils
 from utils.engine.run_log import RunLog
 from utils.data.anchor_check import anchor_report, positive_shares
-from utils.engine.auto_settings import (choose_input_size, describe_plan, epoch_seconds, fit_epochs, plan_auto,
-                                        seconds_per_image, timing_batch)
+from utils.engine.auto_settings import (choose_crop_training, choose_input_size, describe_plan, epoch_seconds,
+                                        fit_epochs, plan_auto, seconds_per_image, timing_batch)
 from utils.data.annotation import parse_annotation_line, read_annotation_file
 from utils.engine.checkpoint import atomic_save, describe_load, is_darknet_path, load_matching, load_state_dict_file
 from utils.engine.cpu_memory import keep_freed_memory
@@ -163,8 +163,7 @@ def _build_run(cfg, state, rank, world_size, device, main_process, auto=None):
     run.anchors, _ = get_anchors(cfg.anchors_path)
     train_lines, val_lines, train_sizes = _training_lists(cfg, run.class_names, main_process)
     if auto and auto.choose_input:
-        size, median_box = choose_input_size(train_lines, train_sizes)
-        cfg.input_shape = [size, size]
+        _choose_input(cfg, auto, train_lines, train_sizes)
     if main_process:
         print(anchor_report(train_lines, train_sizes, run.anchors, cfg.input_shape, cfg.anchors_path)[0])
     run.positive_share = _positive_shares(cfg, run, train_lines, train_sizes) \
@@ -186,7 +185,7 @@ def _build_run(cfg, state, rank, world_size, device, main_process, auto=None):
         if auto.choose_epochs:
             cfg.UnFreeze_Epoch = fit_epochs(cfg.UnFreeze_Epoch, per_epoch, auto.budget_minutes)
         if main_process:
-            print(describe_plan(cfg, auto, median_box if auto.choose_input else None, per_epoch))
+            print(describe_plan(cfg, auto, auto.median_box if auto.choose_input else None, per_epoch))
     if main_process:
         show_config(**vars(cfg), num_classes=run.num_classes, resolved_device=str(device), world_size=world_size,
                     num_train=len(train_lines), num_val=len(val_lines))
@@ -209,6 +208,19 @@ def _build_run(cfg, state, rank, world_size, device, main_process, auto=None):
         if main_process else None
     state.run_dir = run.log.run_dir if run.log else None
     return run
+
+
+def _choose_input(cfg, auto, lines, image_sizes):
+    """``auto``'s input size (and, for small objects, the detection size above it with crops of it)."""
+    size, auto.median_box = choose_input_size(lines, image_sizes)
+    cfg.input_shape = [size, size]
+    if not auto.choose_crop:
+        return
+    detect, median = choose_crop_training(lines, image_sizes, size)
+    if detect != size:
+        cfg.input_shape, cfg.crop_shape, auto.median_box = [detect, detect], [size, size], median
+        if auto.choose_mosaic:
+            cfg.mosaic = False      # Mosaic halves every object: what crops keep, it would take away
 
 
 def _run_epoch(cfg, run, epoch):

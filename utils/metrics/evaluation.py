@@ -103,25 +103,41 @@ def detect_samples(net, samples, decoding, device, confidence=EVAL_CONFIDENCE, n
     ``net`` returns the head outputs (a list of levels) or the decoded predictions ``(B, N, 5 + C)`` (as an exported
     model does, e.g. ``YOLO_ONNX._decoded``). ``progress``: an optional callable wrapping the batch iterator (e.g.
     ``tqdm``). ``level``: keep only that output level's candidates (0 = stride 32), decoded as with all levels."""
-    if level is not None:
-        scales = decoding.scale_x_y or (1.0,) * len(decoding.anchors_mask)
-        decoding = replace(decoding, anchors_mask=(decoding.anchors_mask[level],), scale_x_y=(scales[level],))
+    view = (nms_agnostic, level)
+    return detect_views(net, samples, decoding, device, [view], confidence, nms_iou, batch_size, progress)[view]
+
+
+def detect_views(net, samples, decoding, device, views, confidence=EVAL_CONFIDENCE, nms_iou=EVAL_NMS_IOU,
+                 batch_size=EVAL_BATCH_SIZE, progress=None):
+    """``{view: detections}`` (as ``detect_samples`` returns them) for each ``view`` = ``(nms_agnostic, level)``,
+    all from one forward pass of each batch: a study's per-level and class-agnostic figures cost one pass."""
+    scales = decoding.scale_x_y or (1.0,) * len(decoding.anchors_mask)
+    decodings = {view: decoding if view[1] is None else
+                 replace(decoding, anchors_mask=(decoding.anchors_mask[view[1]],), scale_x_y=(scales[view[1]],))
+                 for view in views}
+    detections = {view: [] for view in views}
     starts = range(0, len(samples), batch_size)
-    detections = []
     with torch.inference_mode():
         for start in (progress(starts) if progress else starts):
             inputs, shapes = zip(*(network_input(open_image(sample.image_path), decoding.input_shape,
                                                  decoding.letterbox_image)
                                    for sample in samples[start:start + batch_size]))
-            images = torch.from_numpy(np.stack(inputs)).to(device)                     # (b, 3, H, W)
-            outputs = net(images) if level is None else [net(images)[level]]
-            if isinstance(outputs, torch.Tensor):          # already decoded (B, N, 5 + C): an exported model's
-                found = detections_from_decoded(outputs, decoding, shapes, confidence, nms_iou, nms_agnostic)
-            else:
-                found = detections_from_outputs(outputs, decoding, shapes, confidence, nms_iou, nms_agnostic)
-            for rows in found:
-                detections.append(rows.double().cpu().numpy())
+            outputs = net(torch.from_numpy(np.stack(inputs)).to(device))              # input (b, 3, H, W)
+            for (agnostic, level), view_decoding in decodings.items():
+                found = _view_detections(outputs, level, view_decoding, shapes, confidence, nms_iou, agnostic)
+                detections[(agnostic, level)].extend(rows.double().cpu().numpy() for rows in found)
     return detections
+
+
+def _view_detections(outputs, level, decoding, shapes, confidence, nms_iou, nms_agnostic):
+    """Per-image detections of one batch's ``outputs`` (head levels, or decoded ``(B, N, 5 + C)``), ``level`` alone
+    when given."""
+    if isinstance(outputs, torch.Tensor):          # already decoded: an exported model's
+        if level is not None:
+            raise ValueError("a decoded output has no levels to keep one of")
+        return detections_from_decoded(outputs, decoding, shapes, confidence, nms_iou, nms_agnostic)
+    return detections_from_outputs(outputs if level is None else [outputs[level]], decoding, shapes, confidence,
+                                   nms_iou, nms_agnostic)
 
 
 def evaluate_model(net, samples, decoding, class_names, device, min_overlap=0.5, score_threshold=0.5,
@@ -138,8 +154,9 @@ def evaluate_model(net, samples, decoding, class_names, device, min_overlap=0.5,
 def map50_per_level(net, samples, decoding, class_names, device):
     """mAP@0.5 of each output level's detections alone (level 0 = stride 32): which head finds the objects. The
     levels' figures do not add up to the whole model's (each level alone also loses NMS against the others)."""
-    return [evaluate_model(net, samples, decoding, class_names, device, level=level).metrics["map50"]
-            for level in range(len(decoding.anchors_mask))]
+    views = [(False, level) for level in range(len(decoding.anchors_mask))]
+    found = detect_views(net, samples, decoding, device, views)
+    return [score_detections(samples, found[view], class_names).metrics["map50"] for view in views]
 
 
 def score_detections(samples, detections, class_names, min_overlap=0.5, score_threshold=0.5):
