@@ -1,6 +1,7 @@
 """study.py and its focal preset: a real two-variant study with a tiny budget, continuing it, a failed run, the
 statistics by hand, the objectness split against a hand-computed assignment, and command-line errors."""
 import json
+import re
 import os
 import shutil
 import sys
@@ -92,6 +93,10 @@ def test_focal_study_runs_each_variant_and_seed_then_continues(data, capsys):
     markdown = (root / "results.md").read_text()
     assert "| bce | focal_loss=False | 2 |" in markdown
     assert "class-agnostic AP@0.5 | test class-agnostic" in markdown and "Per-class test AP@0.5" in markdown
+    # The imbalance per level at the study's input (by-hand figures in tests/test_positives_per_image.py).
+    assert "| input | level | positives per image | anchor cells per image | negatives per positive |" in markdown
+    for stride, cells in ((32, 3 * 2 * 2), (16, 3 * 4 * 4), (8, 3 * 8 * 8)):
+        assert re.search(rf"\| 64 \| stride {stride} \| [0-9.]+ \| {cells} \| ", markdown), stride
     assert (root / ".gitignore").read_text().count("*.pth") == 1
     assert "*/seed*/.run.lock" in (root / ".gitignore").read_text().splitlines()   # a running study's lock
     for name in ("map_bars.png", "objectness_bce.png", "objectness_focal_g2_a0.25.png"):

@@ -16,7 +16,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from nets.yolo_training import YOLOLoss  # noqa: E402
-from utils.data.anchor_check import positive_shares, positives_per_level  # noqa: E402
+from utils.data.anchor_check import level_imbalance_rows, positive_shares  # noqa: E402
 from utils.data.annotation import read_annotation_file  # noqa: E402
 from utils.config import resolve_config  # noqa: E402
 from utils.data.dataset_check import scan_annotation_lines  # noqa: E402
@@ -57,10 +57,7 @@ def level_table(anchors, lines, image_sizes, config):
     for size in config["input_sizes"]:
         loss = YOLOLoss(anchors, 1, (size, size), anchors_mask=config["anchors_mask"], iou_thresh=config["iou_thresh"],
                         neighbour_cells=True)
-        positives, cells, images = positives_per_level(loss, lines, image_sizes, (size, size))
-        for stride, found, total in zip((32, 16, 8), positives, cells):
-            ratio = f"1 positive per {(total - found) / found:.0f} negatives" if found else "no positive"
-            rows.append(f"| {size} | stride {stride} | {found / images:.1f} | {total // images} | {ratio} |")
+        rows += level_imbalance_rows(loss, lines, image_sizes, (size, size))
     return rows
 
 

@@ -96,3 +96,17 @@ def positive_shares(loss_fn, lines, image_sizes, input_shape, chunk=256):
     assignment gives the letterboxed training boxes (see YOLOLoss._conf_loss), in chunks of ``chunk`` images."""
     positives, cells, _ = positives_per_level(loss_fn, lines, image_sizes, input_shape, chunk)
     return [sum(positives) / c for c in cells]
+
+
+def level_imbalance_rows(loss_fn, lines, image_sizes, input_shape):
+    """Markdown rows, one per level: positives and anchor cells per image under ``loss_fn``'s assignment and the
+    easy negatives each positive faces there (``1 positive per N negatives``), the imbalance focal objectness is
+    for, for the training ``lines`` letterboxed into ``input_shape``."""
+    positives, cells, images = positives_per_level(loss_fn, lines, image_sizes, input_shape)
+    size = f"{input_shape[0]}" if input_shape[0] == input_shape[1] else f"{input_shape[0]}x{input_shape[1]}"
+    rows = []
+    for stride, found, total in zip((32, 16, 8), positives, cells):
+        ratio = f"1 positive per {(total - found) / found:.0f} negatives" if found else "no positive"
+        rows.append(f"| {size} | stride {stride} | {found / max(images, 1):.1f} | "
+                    f"{total // max(images, 1)} | {ratio} |")
+    return rows

@@ -318,6 +318,25 @@ class EvaluationSets:
         self._val_lines, self._val_datasets = val_lines, {}
         self.val_dataset = self.val_dataset_for(self.decoding.input_shape)
 
+    def level_imbalance(self, config):
+        """Markdown lines: per output level, positives and negatives per training image under the study's target
+        assignment at its input size (utils/data/anchor_check.py), computed once."""
+        if getattr(self, "_imbalance", None) is None:
+            from utils.data.anchor_check import level_imbalance_rows
+            from utils.data.annotation import read_annotation_file
+            from utils.data.dataset_check import scan_annotation_lines
+
+            lines, report = scan_annotation_lines(read_annotation_file(config["train_annotation_path"]),
+                                                  len(self.class_names), self.class_names)
+            self._imbalance = [
+                "", f"Positives per output level: the training list ({len(lines)} images) letterboxed to the study's "
+                "input size, no augmentation, counted by the study's target assignment (what focal objectness "
+                "weighs against; `python tools/positives_per_image.py` gives it for other sizes):", "",
+                "| input | level | positives per image | anchor cells per image | negatives per positive |",
+                "|---|---|---|---|---|",
+                *level_imbalance_rows(self.loss_for(config), lines, report.image_sizes, self.decoding.input_shape)]
+        return self._imbalance
+
     def val_dataset_for(self, input_shape):
         """The validation images as training validates them, at ``input_shape`` (for the objectness split)."""
         from utils.data.dataloader import YoloDataset
@@ -751,6 +770,7 @@ def write_results(config, results, command, sets):
               "variants": summaries, "runs": done}
     atomic_write(results_path(config, ".json"), json.dumps(report, indent=2))
     table = results_markdown(config, summaries, baseline_name, command, sizes)
+    table += "\n".join(sets.level_imbalance(config)) + "\n"
     if done:
         table += per_class_markdown(done, sets.class_names)
     atomic_write(results_path(config, ".md"), table)
