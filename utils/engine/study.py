@@ -623,7 +623,7 @@ def results_markdown(config, summaries, baseline_name, command, sizes):
                  _diff_cell(s["vs_baseline"]["val_map50"]), _diff_cell(s["vs_baseline"]["test_map50"])]
         lines.append("| " + " | ".join(cells) + " |")
     lines += ["", "| variant | best-F1 threshold (val) | mean objectness, positives | mean objectness, negatives "
-              "| training time per run |", "|---|---|---|---|---|"]
+              "| training time per run (mean; not a speed figure when runs share the CPU) |", "|---|---|---|---|---|"]
     for s in summaries:
         seconds = s["train_seconds"][0]
         lines.append(f"| {s['name']} | {_mean_sd_cell(s['val_best_f1_threshold'])} | "
