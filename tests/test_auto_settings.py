@@ -169,11 +169,12 @@ def test_describe_plan_names_the_crops_chosen_for_small_objects():
     cfg.input_shape, cfg.crop_shape, cfg.UnFreeze_Epoch = [640, 640], [320, 320], 20
     text = describe_plan(cfg, plan, 38.0, 90.0)
     assert "640 px, trained on 320 px crops" in text and "median training box 38 px at 640" in text
-    assert "under 32 at 320" in text and "no Mosaic" in text and "30 min" in text
+    assert "under 32 at 320" in text and "no Mosaic" in text and "focal objectness" in text and "30 min" in text
     given = train_cfg()
-    plan = plan_auto(given, {"mosaic"}, CPU, False)                  # Mosaic given: not said to be off
+    plan = plan_auto(given, {"mosaic", "focal_loss"}, CPU, False)    # given: not said to be chosen
     given.input_shape, given.crop_shape = [640, 640], [320, 320]
-    assert "no Mosaic" not in describe_plan(given, plan, 38.0, 90.0)
+    text = describe_plan(given, plan, 38.0, 90.0)
+    assert "no Mosaic" not in text and "focal" not in text
 
 
 def test_seconds_per_image_is_positive_and_leaves_the_rng_alone():
@@ -193,17 +194,18 @@ def test_seconds_per_image_is_positive_and_leaves_the_rng_alone():
                and "running" not in k)                                       # weights untouched (no optimizer step)
 
 
-@pytest.mark.parametrize("given, crop, mosaic", [
-    (set(), [224, 224], False),                 # small objects: detect at 416, train on 224 crops, Mosaic off
-    ({"mosaic"}, [224, 224], True),             # Mosaic given: kept
-    ({"crop_shape"}, None, True),               # crop_shape given (None): no crops, the 224 input stays
+@pytest.mark.parametrize("given, crop, mosaic, focal", [
+    (set(), [224, 224], False, True),           # small objects: detect at 416, 224 crops, Mosaic off, focal on
+    ({"mosaic"}, [224, 224], True, True),       # Mosaic given: kept
+    ({"focal_loss"}, [224, 224], False, False),  # focal_loss given (False): kept
+    ({"crop_shape"}, None, True, False),        # crop_shape given (None): no crops, the 224 input stays
 ])
-def test_auto_input_chooses_crops_for_small_objects(given, crop, mosaic):
+def test_auto_input_chooses_crops_for_small_objects(given, crop, mosaic, focal):
     from utils.engine import trainer
 
-    cfg = train_cfg(mosaic=True, crop_shape=None)
+    cfg = train_cfg(mosaic=True, crop_shape=None, focal_loss=False)
     plan = plan_auto(cfg, given, CPU, False)
     trainer._choose_input(cfg, plan, LINES, SIZES)       # 224 px by the 16 px rule; 20.3 px there < 32
-    assert cfg.crop_shape == crop and cfg.mosaic == mosaic
+    assert cfg.crop_shape == crop and cfg.mosaic == mosaic and cfg.focal_loss == focal
     assert cfg.input_shape == ([416, 416] if crop else [224, 224])
     assert plan.median_box == pytest.approx(37.7 if crop else 20.3, rel=2e-3)

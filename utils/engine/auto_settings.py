@@ -8,9 +8,9 @@ settings not given on the command line or in a preset:
   long (boxes of a 2-cell side on the stride-8 level), scaled as the letterbox scales each image;
 - small objects (median box under ``SMALL_BOX_PIXELS`` there, images larger than that input): detect at the
   smallest larger size where the median box reaches ``SMALL_BOX_PIXELS`` (at most the images' own size) and train on
-  crops of the first size, without Mosaic, unless ``crop_shape`` / ``mosaic`` were given. A step costs the same;
-  the objects keep the scale they are detected at. DeepPCB (median box 38 px of 640): 640 px with 320 crops,
-  test mAP@0.5 0.53 against 0.27 resized to 320 at 20 epochs (docs/small_objects.md);
+  crops of the first size, without Mosaic and with focal objectness, unless ``crop_shape`` / ``mosaic`` /
+  ``focal_loss`` were given. A step costs the same; the objects keep the scale they are detected at
+  (docs/small_objects.md: DeepPCB, median box 38 px of 640, measured over seeds);
 - epochs not given: the recipe's, cut so that the run fits ``time_budget_min``, from a timed training step of the
   chosen model on this machine.
 On a GPU the settings stay as given (the full model). One line says what was chosen and why.
@@ -52,6 +52,7 @@ class AutoPlan:
     budget_minutes: float
     choose_crop: bool = False       # crop_shape not given: crops are chosen for small objects
     choose_mosaic: bool = False     # mosaic not given: off when crops are chosen
+    choose_focal: bool = False      # focal_loss not given: on when crops are chosen
     median_box: float = None        # median training box (px) at the input size chosen, for the report
 
 
@@ -69,7 +70,7 @@ def plan_auto(cfg, given, device, resuming):
         for name, value in recipe.items():
             setattr(cfg, name, value)
     return AutoPlan(recipe, "input_shape" not in given, "UnFreeze_Epoch" not in given, float(cfg.time_budget_min),
-                    "crop_shape" not in given, "mosaic" not in given)
+                    "crop_shape" not in given, "mosaic" not in given, "focal_loss" not in given)
 
 
 def choose_input_size(lines, image_sizes, sizes=INPUT_SIZES, min_box=MIN_BOX_PIXELS):
@@ -159,7 +160,8 @@ def describe_plan(cfg, plan, median_box, per_epoch):
     if plan.choose_input and plan.choose_crop and cfg.crop_shape:
         parts.append(f"{cfg.input_shape[0]} px, trained on {cfg.crop_shape[0]} px crops (small objects: median "
                      f"training box {median_box:.0f} px at {cfg.input_shape[0]}, under {SMALL_BOX_PIXELS} at "
-                     f"{cfg.crop_shape[0]}" + ("; no Mosaic" if plan.choose_mosaic else "") + ")")
+                     f"{cfg.crop_shape[0]}" + ("; no Mosaic" if plan.choose_mosaic else "")
+                     + ("; focal objectness" if plan.choose_focal else "") + ")")
     elif plan.choose_input:
         parts.append(f"{cfg.input_shape[0]} px (median training box {median_box:.0f} px there, >= {MIN_BOX_PIXELS})")
     minutes = cfg.UnFreeze_Epoch * per_epoch / 60

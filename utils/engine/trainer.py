@@ -221,6 +221,8 @@ def _choose_input(cfg, auto, lines, image_sizes):
         cfg.input_shape, cfg.crop_shape, auto.median_box = [detect, detect], [size, size], median
         if auto.choose_mosaic:
             cfg.mosaic = False      # Mosaic halves every object: what crops keep, it would take away
+        if auto.choose_focal:
+            cfg.focal_loss = True   # many easy negatives per small object: focal led on DeepPCB (small_objects.md)
 
 
 def _run_epoch(cfg, run, epoch):
