@@ -151,14 +151,6 @@ def evaluate_model(net, samples, decoding, class_names, device, min_overlap=0.5,
     return score_detections(samples, detections, class_names, min_overlap, score_threshold)
 
 
-def map50_per_level(net, samples, decoding, class_names, device):
-    """mAP@0.5 of each output level's detections alone (level 0 = stride 32): which head finds the objects. The
-    levels' figures do not add up to the whole model's (each level alone also loses NMS against the others)."""
-    views = [(False, level) for level in range(len(decoding.anchors_mask))]
-    found = detect_views(net, samples, decoding, device, views)
-    return [score_detections(samples, found[view], class_names).metrics["map50"] for view in views]
-
-
 def score_detections(samples, detections, class_names, min_overlap=0.5, score_threshold=0.5):
     """mAPs, best-F1 point and confusion matrix of per-sample ``detections`` against the samples' ground truth."""
     ground_truths = {i: sample.ground_truth for i, sample in enumerate(samples)}
